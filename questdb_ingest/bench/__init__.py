@@ -1,0 +1,1 @@
+"""Benchmarks run from the CLI (``pumpwatch bench ...``) and from ``benchmarks/``."""

@@ -1,0 +1,293 @@
+"""``pumpwatch``: the command line (click + rich).
+
+Every command loads settings once (file, env, flags) so a bad key fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import PumpwatchError
+from .resources import questdb_pin
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
+    """Settings from the global --config plus this command's flags (``None`` flags are ignored)."""
+    return load_settings(ctx.obj.get("config"), overrides=sections)
+
+
+class _Group(click.Group):
+    """Turns our typed errors into one red line and exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PumpwatchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
+        except psycopg.OperationalError as exc:
+            err_console.print(
+                f"[bold red]error:[/] cannot reach QuestDB over PGWire: {exc}".rstrip()
+                + "\n(start it with `pumpwatch questdb start`)",
+                highlight=False,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.version_option(__version__, prog_name="pumpwatch")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Capture every public crypto trade into QuestDB, losslessly."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+# --------------------------------------------------------------------------- questdb
+def _server_options(f: Any) -> Any:
+    for opt in reversed(
+        [
+            click.option("--data-dir", type=click.Path(file_okay=False), help="Server root (db, conf, log, pid)."),
+            click.option("--http-port", type=int, help="HTTP / ILP-over-HTTP port (9000)."),
+            click.option("--pg-port", type=int, help="PGWire port (8812)."),
+            click.option("--ilp-tcp-port", type=int, help="ILP/TCP port (9009)."),
+            click.option("--health-port", type=int, help="Health endpoint port (9003)."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+@main.group()
+def questdb() -> None:
+    """Install and run the pinned QuestDB server on 127.0.0.1."""
+
+
+def _process(ctx: click.Context, **flags: Any) -> Any:
+    from .server import QuestDBProcess
+
+    return QuestDBProcess(_settings(ctx, questdb=flags).questdb)
+
+
+@questdb.command("install")
+def questdb_install() -> None:
+    """Fetch the pinned release from Maven Central (idempotent)."""
+    from .server import install
+
+    inst = install()
+    console.print(f"QuestDB {inst.version}: {inst.jar} (java: {inst.java})")
+
+
+@questdb.command("start")
+@_server_options
+@click.pass_context
+def questdb_start(ctx: click.Context, **flags: Any) -> None:
+    """Start the server and wait until it answers."""
+    proc = _process(ctx, **flags)
+    with console.status(f"starting QuestDB {questdb_pin().version} in {proc.root} ..."):
+        st = proc.start()
+    console.print(
+        f"[green]QuestDB {questdb_pin().version} running[/] pid {st.pid}: http 127.0.0.1:{st.http_port}, "
+        f"pg {st.pg_port}, ilp/tcp {st.ilp_tcp_port}, health {st.health_port}; log {st.log_file}"
+    )
+
+
+@questdb.command("stop")
+@_server_options
+@click.pass_context
+def questdb_stop(ctx: click.Context, **flags: Any) -> None:
+    """Stop the server gracefully (SIGTERM, then SIGKILL after 60 s)."""
+    proc = _process(ctx, **flags)
+    console.print("stopped" if proc.stop() else "not running")
+
+
+@questdb.command("status")
+@_server_options
+@click.pass_context
+def questdb_status(ctx: click.Context, **flags: Any) -> None:
+    """Show whether the server runs and answers; exit 3 when it does not."""
+    st = _process(ctx, **flags).status()
+    state = "running" if st.running else "stopped"
+    health = "healthy" if st.healthy else "not answering"
+    console.print(f"QuestDB {questdb_pin().version}: {state} (pid {st.pid}), {health}; data {st.data_dir}")
+    if not (st.running and st.healthy):
+        sys.exit(3)
+
+
+# --------------------------------------------------------------------------- db
+def _schema_options(f: Any) -> Any:
+    f = click.option("--schema-dir", type=click.Path(file_okay=False), help="Directory of NNN_*.sql files.")(f)
+    f = click.option("--table-prefix", help="Prefix for every table name.")(f)
+    f = click.option("--ttl-days", type=int, help="TTL of the data tables (days).")(f)
+    return f
+
+
+@main.group()
+def db() -> None:
+    """Schema migrations."""
+
+
+@db.command("migrate")
+@_schema_options
+@click.pass_context
+def db_migrate(ctx: click.Context, **flags: Any) -> None:
+    """Apply pending migrations (idempotent; refuses edited applied ones)."""
+    from .store.migrations import migrate
+    from .store.pg import connect
+
+    settings = _settings(ctx, schema=flags)
+    with connect(settings) as conn:
+        report = migrate(conn, settings, on_apply=lambda m: console.print(f"applying {m.path.name} ..."))
+    for table in report.ttl_changed:
+        console.print(f"TTL of {table} set to {settings.schema.ttl_days} days")
+    console.print(
+        f"[green]schema up to date[/]: {len(report.applied)} applied, {len(report.already)} already applied"
+    )
+
+
+@db.command("status")
+@_schema_options
+@click.pass_context
+def db_status(ctx: click.Context, **flags: Any) -> None:
+    """List migrations and whether each is applied."""
+    from .store.migrations import applied_versions, discover, schema_dir
+    from .store.pg import connect
+
+    settings = _settings(ctx, schema=flags)
+    with connect(settings) as conn:
+        done = applied_versions(conn, settings)
+    table = Table("version", "name", "state")
+    for mig in discover(schema_dir(settings)):
+        if mig.version not in done:
+            state = "[yellow]pending[/]"
+        elif done[mig.version][1] == mig.checksum:
+            state = "[green]applied[/]"
+        else:
+            state = "[red]EDITED after apply[/]"
+        table.add_row(f"{mig.version:03d}", mig.name, state)
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- demo
+@main.command("demo")
+@click.option("--trades", default=100_000, show_default=True, help="Synthetic trades to write.")
+@click.option("--symbols", default=200, show_default=True, help="Distinct symbols.")
+@click.option("--batch-rows", type=int, help="Rows per flush (default: ingest.batch_rows).")
+@click.pass_context
+def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None) -> None:
+    """Write a synthetic burst across the 12 feeds and show what landed, read back with SQL."""
+    from .connectors import CONNECTORS, SyntheticMarket
+    from .ingest import TradeWriter
+    from .store import queries
+    from .store.pg import connect
+
+    settings = _settings(ctx, ingest={"batch_rows": batch_rows})
+    market = SyntheticMarket(symbols=symbols)
+    run_id = market.run_id
+    chunk = max(1, min(trades, 10_000))
+    expected: dict[tuple[str, str], int] = {}
+    started = time.perf_counter()
+    with TradeWriter.from_settings(settings) as writer, _progress() as progress:
+        task = progress.add_task("writing trades", total=trades)
+        span = 60_000_000_000
+        t0 = time.time_ns() - span
+        for done in range(0, trades, chunk):
+            rows = min(chunk, trades - done)
+            batch = market.batch(rows, start_ns=t0 + span * done // trades, span_ns=max(span * rows // trades, rows))
+            for key in zip(batch.exchange.tolist(), batch.market_type.tolist(), strict=True):
+                expected[key] = expected.get(key, 0) + 1
+            writer.write(batch)
+            progress.update(task, advance=rows)
+    sent_s = time.perf_counter() - started
+    table_name = settings.table("trades")
+    with connect(settings) as conn:
+        queries.wait_visible(conn, table_name)
+        landed = queries.trade_counts_by_exchange(conn, table_name, f"{run_id}-")
+    total_s = time.perf_counter() - started
+
+    day = time.strftime("%Y-%m-%d", time.gmtime(t0 // 1_000_000_000))
+    out = Table(title=f"trades landed in {table_name} on {day} (run {run_id})")
+    for col in ("connector", "sent", "landed", "volume", "first trade UTC", "last trade UTC"):
+        out.add_column(col, justify="right" if col in ("sent", "landed", "volume") else "left")
+    by_key = {(r.exchange, r.market_type): r for r in landed}
+    ok = True
+    for conn_def in CONNECTORS:
+        key = (conn_def.exchange, conn_def.market_type)
+        row = by_key.get(key)
+        n_landed = row.trades if row else 0
+        ok &= n_landed == expected.get(key, 0)
+        out.add_row(
+            conn_def.name,
+            f"{expected.get(key, 0):,}",
+            f"{n_landed:,}",
+            f"{row.volume:,.2f}" if row else "-",
+            _fmt_ns(row.first_ts_ns) if row else "-",
+            _fmt_ns(row.last_ts_ns) if row else "-",
+        )
+    console.print(out)
+    total_landed = sum(r.trades for r in landed)
+    console.print(
+        f"{total_landed:,}/{trades:,} trades visible in {total_s:.2f}s "
+        f"({trades / sent_s:,.0f} rows/s confirmed by QuestDB)"
+    )
+    if not ok or total_landed != trades:
+        raise PumpwatchError("landed counts differ from what was sent")
+
+
+def _fmt_ns(ns: int) -> str:
+    """``HH:MM:SS.mmmuuu`` (UTC, microseconds) — the day is in the table title."""
+    return time.strftime("%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000 // 1000:06d}"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+# --------------------------------------------------------------------------- bench
+@main.group()
+def bench() -> None:
+    """Benchmarks (print a table, write JSON)."""
+
+
+@bench.command("insert")
+@click.option("--records", default=1_000_000, show_default=True)
+@click.option("--batch-rows", default=100_000, show_default=True, help="Rows per flush for both contenders.")
+@click.option("--repeat", default=3, show_default=True, help="Alternating rounds; the median is reported.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/insert.json")
+@click.pass_context
+def bench_insert(ctx: click.Context, records: int, batch_rows: int, repeat: int, json_path: str) -> None:
+    """TradeWriter vs the raw client's Sender.dataframe, timed until count() shows every row."""
+    from .bench.insert import print_report, run_insert_benchmark
+
+    settings = _settings(ctx)
+    result = run_insert_benchmark(settings, records=records, batch_rows=batch_rows, repeat=repeat, console=console)
+    print_report(result, console)
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

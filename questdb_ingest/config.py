@@ -1,0 +1,197 @@
+"""Typed settings: defaults, then a TOML file, then PUMPWATCH_* environment variables.
+
+Unknown keys and out-of-range values fail at start-up with a ``ConfigError`` naming the key,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "PUMPWATCH_"
+DEFAULT_CONFIG_FILE = "pumpwatch.toml"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class QuestDBSettings:
+    """Where QuestDB listens and where the managed server keeps its files."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 9000
+    pg_port: int = 8812
+    ilp_tcp_port: int = 9009
+    health_port: int = 9003
+    user: str = "admin"
+    password: str = "quest"
+    database: str = "qdb"
+    data_dir: str = ".questdb"
+    heap: str = ""
+    start_timeout: float = 90.0
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How the ILP writers batch and flush."""
+
+    client_conf: str = ""
+    batch_rows: int = 1000
+    flush_interval: float = 1.0
+    request_timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True)
+class SchemaSettings:
+    """Parameters substituted into the schema migrations."""
+
+    ttl_days: int = 30
+    table_prefix: str = ""
+    schema_dir: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; build with ``load_settings`` so validation always runs."""
+
+    questdb: QuestDBSettings = field(default_factory=QuestDBSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    schema: SchemaSettings = field(default_factory=SchemaSettings)
+
+    def client_conf(self) -> str:
+        """The ILP client configuration string: QDB_CLIENT_CONF, then ingest.client_conf, then derived."""
+        env_conf = os.environ.get("QDB_CLIENT_CONF", "").strip()
+        if env_conf:
+            return env_conf
+        if self.ingest.client_conf:
+            return self.ingest.client_conf
+        q = self.questdb
+        return f"http::addr={q.host}:{q.http_port};request_timeout={self.ingest.request_timeout_ms};"
+
+    def pg_conninfo(self) -> str:
+        """libpq connection string for PGWire."""
+        q = self.questdb
+        return f"host={q.host} port={q.pg_port} user={q.user} password={q.password} dbname={q.database}"
+
+    def table(self, name: str) -> str:
+        """Physical table name for a logical one (applies ``schema.table_prefix``)."""
+        return f"{self.schema.table_prefix}{name}"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "questdb": QuestDBSettings,
+    "ingest": IngestSettings,
+    "schema": SchemaSettings,
+}
+
+
+def _coerce(key: str, raw: Any, target: type[Any] | str) -> Any:
+    kind = target if isinstance(target, str) else target.__name__
+    try:
+        if kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind == "str":
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw
+    except ValueError:
+        raise ConfigError(key, f"expected {kind}, got {raw!r}") from None
+    raise ConfigError(key, f"unsupported type {kind}")
+
+
+def _apply(base: Any, section: str, values: Mapping[str, Any], source: str) -> Any:
+    known = {f.name: f.type for f in fields(base)}
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        dotted = f"{section}.{key}"
+        if key not in known:
+            raise ConfigError(dotted, f"unknown key (from {source}); known keys: {', '.join(sorted(known))}")
+        changes[key] = _coerce(dotted, raw, known[key])
+    return replace(base, **changes)
+
+
+def _validate(s: Settings) -> None:
+    q, i, sc = s.questdb, s.ingest, s.schema
+    for name in ("http_port", "pg_port", "ilp_tcp_port", "health_port"):
+        port = getattr(q, name)
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"questdb.{name}", f"port {port} outside 1..65535")
+    ports = [q.http_port, q.pg_port, q.ilp_tcp_port, q.health_port]
+    if len(set(ports)) != len(ports):
+        raise ConfigError("questdb.http_port", f"ports must be distinct, got {ports}")
+    if q.start_timeout <= 0:
+        raise ConfigError("questdb.start_timeout", "must be > 0")
+    if q.heap and not re.fullmatch(r"\d+[kKmMgG]?", q.heap):
+        raise ConfigError("questdb.heap", f"expected a JVM size like '2g', got {q.heap!r}")
+    if i.batch_rows < 1:
+        raise ConfigError("ingest.batch_rows", f"must be >= 1, got {i.batch_rows}")
+    if not 0 < i.flush_interval <= 3600:
+        raise ConfigError("ingest.flush_interval", f"must be in (0, 3600] seconds, got {i.flush_interval}")
+    if i.request_timeout_ms < 1:
+        raise ConfigError("ingest.request_timeout_ms", "must be >= 1")
+    if i.client_conf and "::" not in i.client_conf:
+        raise ConfigError("ingest.client_conf", "expected '<protocol>::key=value;...'")
+    if not 1 <= sc.ttl_days <= 36500:
+        raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
+    if sc.table_prefix and not _IDENT.match(sc.table_prefix):
+        raise ConfigError("schema.table_prefix", f"must be a SQL identifier prefix, got {sc.table_prefix!r}")
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Defaults ← TOML file ← PUMPWATCH_<SECTION>_<KEY> env ← explicit overrides, validated.
+
+    ``path`` None means $PUMPWATCH_CONFIG, else ./pumpwatch.toml when it exists.
+    """
+    env = os.environ if env is None else env
+    sections: dict[str, Any] = {name: cls() for name, cls in _SECTIONS.items()}
+
+    file = Path(path) if path else (Path(env["PUMPWATCH_CONFIG"]) if env.get("PUMPWATCH_CONFIG") else None)
+    if file is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        file = Path(DEFAULT_CONFIG_FILE)
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError("config", f"file {str(file)!r} does not exist")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{file}: {exc}") from None
+        for section, values in data.items():
+            if section not in _SECTIONS:
+                raise ConfigError(section, f"unknown section in {file}; known: {', '.join(_SECTIONS)}")
+            if not isinstance(values, dict):
+                raise ConfigError(section, "expected a [table]")
+            sections[section] = _apply(sections[section], section, values, str(file))
+
+    for section in _SECTIONS:
+        prefix = f"{ENV_PREFIX}{section.upper()}_"
+        values = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        if values:
+            sections[section] = _apply(sections[section], section, values, "environment")
+
+    for section, values in (overrides or {}).items():
+        if section not in _SECTIONS:
+            raise ConfigError(section, "unknown section")
+        clean = {k: v for k, v in values.items() if v is not None}
+        if clean:
+            sections[section] = _apply(sections[section], section, clean, "command line")
+
+    settings = Settings(**sections)
+    _validate(settings)
+    return settings

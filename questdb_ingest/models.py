@@ -1,0 +1,334 @@
+"""Records the product writes: ``Trade`` (per row), ``TradeBatch`` (columnar hot path),
+``HealthEvent`` and ``ListingEvent``.
+
+Timestamps are integer nanoseconds since the epoch end to end, so a venue's exact time is
+never rounded through a float. Validation runs before anything is sent and raises a
+``ValidationError`` naming the field, the value and the row.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from .errors import ValidationError
+
+# Earliest plausible trade time: the first spot crypto trades (2010-01-01).
+MIN_TS_NS = 1_262_304_000_000_000_000
+# Exchange clocks run a little ahead at most; a trade more than a day in the future is bogus.
+MAX_FUTURE_NS = 86_400 * 1_000_000_000
+# Marks "the venue gives no sequence number"; written as NULL.
+NO_SEQUENCE = int(np.iinfo(np.int64).min)
+
+
+class Side(StrEnum):
+    """Aggressor (taker) side of a trade."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class MarketType(StrEnum):
+    SPOT = "spot"
+    FUTURES = "futures"
+
+
+class HealthStatus(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+
+
+_SIDES = frozenset(s.value for s in Side)
+_MARKETS = frozenset(m.value for m in MarketType)
+_STATUSES = frozenset(s.value for s in HealthStatus)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def _check_ts(field: str, ts: int, now: int, row: int | None = None) -> None:
+    if not MIN_TS_NS <= ts <= now + MAX_FUTURE_NS:
+        raise ValidationError(field, ts, "timestamp (ns) outside 2010-01-01 .. now + 1 day", row)
+
+
+def _check_positive(field: str, value: float, row: int | None = None) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValidationError(field, value, "must be finite and > 0", row)
+
+
+def _check_text(field: str, value: str, row: int | None = None) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, value, "must be a non-empty string", row)
+
+
+class Trade(msgspec.Struct, frozen=True, kw_only=True):
+    """One normalised public trade. ``ts_ns`` is the exchange's trade time."""
+
+    ts_ns: int
+    exchange: str
+    market_type: str
+    symbol: str
+    price: float
+    quantity: float
+    side: str
+    trade_id: str
+    sequence_number: int | None = None
+    recv_ns: int | None = None
+
+    def validate(self, now: int | None = None) -> Trade:
+        TradeBatch.from_trades([self]).validate(now)
+        return self
+
+
+class HealthEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A connector's state at ``ts_ns`` (periodic, and on every change)."""
+
+    ts_ns: int
+    exchange: str
+    market_type: str
+    status: str
+    last_trade_ns: int | None = None
+    message_count: int = 0
+    error_message: str = ""
+
+    def validate(self, now: int | None = None) -> HealthEvent:
+        now = now_ns() if now is None else now
+        _check_ts("ts_ns", self.ts_ns, now)
+        _check_text("exchange", self.exchange)
+        _check_text("market_type", self.market_type)
+        if self.market_type not in _MARKETS:
+            raise ValidationError("market_type", self.market_type, f"must be one of {sorted(_MARKETS)}")
+        if self.status not in _STATUSES:
+            raise ValidationError("status", self.status, f"must be one of {sorted(_STATUSES)}")
+        if self.last_trade_ns is not None:
+            _check_ts("last_trade_ns", self.last_trade_ns, now)
+        if self.message_count < 0:
+            raise ValidationError("message_count", self.message_count, "must be >= 0")
+        return self
+
+
+class ListingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A detected new listing and what was collected around its trigger."""
+
+    ts_ns: int
+    symbol: str
+    announced_ns: int | None
+    detected_ns: int
+    trigger_delay_ms: int
+    collected_trades: int
+    exchanges_with_data: int
+
+    def validate(self, now: int | None = None) -> ListingEvent:
+        now = now_ns() if now is None else now
+        _check_ts("ts_ns", self.ts_ns, now)
+        _check_text("symbol", self.symbol)
+        _check_ts("detected_ns", self.detected_ns, now)
+        if self.announced_ns is not None:
+            _check_ts("announced_ns", self.announced_ns, now)
+        for name in ("trigger_delay_ms", "collected_trades", "exchanges_with_data"):
+            if getattr(self, name) < 0:
+                raise ValidationError(name, getattr(self, name), "must be >= 0")
+        return self
+
+
+ObjArray = npt.NDArray[np.object_]
+I64Array = npt.NDArray[np.int64]
+F64Array = npt.NDArray[np.float64]
+
+TRADE_SYMBOL_COLUMNS = ("exchange", "market_type", "symbol", "side")
+
+
+@dataclass(frozen=True, slots=True)
+class TradeBatch:
+    """Trades as parallel column arrays: the unit every hot path passes around.
+
+    String columns are object arrays of ``str``; numeric columns are int64/float64.
+    ``sequence_number`` uses ``NO_SEQUENCE`` for "none"; ``recv_ns`` uses 0 for "unknown".
+    """
+
+    ts_ns: I64Array
+    exchange: ObjArray
+    market_type: ObjArray
+    symbol: ObjArray
+    price: F64Array
+    quantity: F64Array
+    side: ObjArray
+    trade_id: ObjArray
+    sequence_number: I64Array
+    recv_ns: I64Array
+
+    def __post_init__(self) -> None:
+        n = len(self.ts_ns)
+        for name in self.column_names():
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"column {name} has {len(getattr(self, name))} rows, expected {n}")
+
+    @staticmethod
+    def column_names() -> tuple[str, ...]:
+        return TradeBatch.__slots__  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    @classmethod
+    def from_columns(
+        cls,
+        *,
+        ts_ns: Sequence[int] | I64Array,
+        exchange: Sequence[str] | ObjArray,
+        market_type: Sequence[str] | ObjArray,
+        symbol: Sequence[str] | ObjArray,
+        price: Sequence[float] | F64Array,
+        quantity: Sequence[float] | F64Array,
+        side: Sequence[str] | ObjArray,
+        trade_id: Sequence[str] | ObjArray,
+        sequence_number: Sequence[int] | I64Array | None = None,
+        recv_ns: Sequence[int] | I64Array | None = None,
+    ) -> TradeBatch:
+        """Build a batch, converting each column to its canonical dtype."""
+        n = len(ts_ns)
+        return cls(
+            ts_ns=np.asarray(ts_ns, dtype=np.int64),
+            exchange=_obj(exchange),
+            market_type=_obj(market_type),
+            symbol=_obj(symbol),
+            price=np.asarray(price, dtype=np.float64),
+            quantity=np.asarray(quantity, dtype=np.float64),
+            side=_obj(side),
+            trade_id=_obj(trade_id),
+            sequence_number=(
+                np.full(n, NO_SEQUENCE, dtype=np.int64)
+                if sequence_number is None
+                else np.asarray(sequence_number, dtype=np.int64)
+            ),
+            recv_ns=np.zeros(n, dtype=np.int64) if recv_ns is None else np.asarray(recv_ns, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_trades(cls, trades: Iterable[Trade]) -> TradeBatch:
+        rows = list(trades)
+        return cls.from_columns(
+            ts_ns=[t.ts_ns for t in rows],
+            exchange=[t.exchange for t in rows],
+            market_type=[t.market_type for t in rows],
+            symbol=[t.symbol for t in rows],
+            price=[t.price for t in rows],
+            quantity=[t.quantity for t in rows],
+            side=[t.side for t in rows],
+            trade_id=[t.trade_id for t in rows],
+            sequence_number=[NO_SEQUENCE if t.sequence_number is None else t.sequence_number for t in rows],
+            recv_ns=[t.recv_ns or 0 for t in rows],
+        )
+
+    @classmethod
+    def empty(cls) -> TradeBatch:
+        return cls.from_trades([])
+
+    @classmethod
+    def concat(cls, batches: Sequence[TradeBatch]) -> TradeBatch:
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        return cls(**{name: np.concatenate([getattr(b, name) for b in batches]) for name in cls.column_names()})
+
+    def take(self, index: slice | npt.NDArray[Any]) -> TradeBatch:
+        """Rows selected by a slice, boolean mask or index array (views where numpy allows)."""
+        return TradeBatch(**{name: getattr(self, name)[index] for name in self.column_names()})
+
+    def to_trades(self) -> list[Trade]:
+        return [
+            Trade(
+                ts_ns=int(self.ts_ns[i]),
+                exchange=str(self.exchange[i]),
+                market_type=str(self.market_type[i]),
+                symbol=str(self.symbol[i]),
+                price=float(self.price[i]),
+                quantity=float(self.quantity[i]),
+                side=str(self.side[i]),
+                trade_id=str(self.trade_id[i]),
+                sequence_number=None if self.sequence_number[i] == NO_SEQUENCE else int(self.sequence_number[i]),
+                recv_ns=int(self.recv_ns[i]) or None,
+            )
+            for i in range(len(self))
+        ]
+
+    def validate(self, now: int | None = None) -> TradeBatch:
+        """Raise ``ValidationError`` for the first bad value (field, value, row); return self."""
+        if len(self) == 0:
+            return self
+        now = now_ns() if now is None else now
+        for name in ("price", "quantity"):
+            col = getattr(self, name)
+            bad = ~(np.isfinite(col) & (col > 0))
+            if bad.any():
+                row = int(np.argmax(bad))
+                _check_positive(name, float(col[row]), row)
+        ts_bad = (self.ts_ns < MIN_TS_NS) | (self.ts_ns > now + MAX_FUTURE_NS)
+        if ts_bad.any():
+            row = int(np.argmax(ts_bad))
+            _check_ts("ts_ns", int(self.ts_ns[row]), now, row)
+        _check_members("side", self.side, _SIDES)
+        _check_members("market_type", self.market_type, _MARKETS)
+        for name in ("exchange", "symbol", "trade_id"):
+            _check_nonempty(name, getattr(self, name))
+        return self
+
+    def to_frame(self) -> pd.DataFrame:
+        """A pandas frame shaped for ``Buffer.dataframe`` without copying the columns.
+
+        String columns stay ``object`` Series of ``str`` (the client encodes them as fast as
+        categoricals and building categoricals costs a hash per row); ``ts``/``recv_ts`` are
+        nanosecond datetimes; NULL sequence numbers are masked.
+        """
+        seq_missing = self.sequence_number == NO_SEQUENCE
+        return pd.DataFrame(
+            {
+                "exchange": pd.Series(self.exchange, dtype=object, copy=False),
+                "market_type": pd.Series(self.market_type, dtype=object, copy=False),
+                "symbol": pd.Series(self.symbol, dtype=object, copy=False),
+                "price": self.price,
+                "quantity": self.quantity,
+                "side": pd.Series(self.side, dtype=object, copy=False),
+                "trade_id": pd.Series(self.trade_id, dtype=object, copy=False),
+                "sequence_number": pd.arrays.IntegerArray(self.sequence_number, seq_missing),
+                "recv_ts": self.recv_ns.view("datetime64[ns]"),
+                "ts": self.ts_ns.view("datetime64[ns]"),
+            },
+            copy=False,
+        )
+
+
+def _obj(values: Sequence[str] | ObjArray) -> ObjArray:
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = list(values)
+    return arr
+
+
+def _check_members(field: str, col: ObjArray, allowed: frozenset[str]) -> None:
+    unknown = set(pd.unique(col).tolist()) - allowed
+    if unknown:
+        row = next(i for i, v in enumerate(col) if v not in allowed)
+        raise ValidationError(field, col[row], f"must be one of {sorted(allowed)}", row)
+
+
+def _check_nonempty(field: str, col: ObjArray) -> None:
+    # Vectorised on the happy path (C loops); the per-row scan only runs to name a bad row.
+    if pd.api.types.infer_dtype(col, skipna=False) == "string" and not (col == "").any():
+        return
+    for row, value in enumerate(col):
+        if not isinstance(value, str) or not value:
+            raise ValidationError(field, value, "must be a non-empty string", row)

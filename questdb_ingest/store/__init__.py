@@ -1,0 +1,1 @@
+"""SQL over PGWire: connections, schema migrations, queries."""
