@@ -22,7 +22,7 @@ from .errors import PumpwatchError
 from .resources import questdb_pin
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:

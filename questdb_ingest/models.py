@@ -314,7 +314,8 @@ def _obj(values: Sequence[str] | ObjArray) -> ObjArray:
     if isinstance(values, np.ndarray) and values.dtype == object:
         return values
     arr = np.empty(len(values), dtype=object)
-    arr[:] = list(values)
+    # tolist() turns numpy scalars (np.str_) into plain str, which the ILP client requires.
+    arr[:] = values.tolist() if isinstance(values, np.ndarray) else list(values)
     return arr
 
 

@@ -66,3 +66,15 @@ def table_totals(conn: Conn, table: str) -> tuple[int, float, float]:
 
 def drop_table(conn: Conn, table: str) -> None:
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    rows: int
+
+
+def table_partitions(conn: Conn, table: str) -> list[Partition]:
+    """The table's partitions in order (``table_partitions()`` takes a constant, hence Literal)."""
+    query = sql.SQL("SELECT name, numRows FROM table_partitions({}) ORDER BY name").format(sql.Literal(table))
+    return [Partition(str(name), int(rows)) for name, rows in conn.execute(query).fetchall()]

@@ -1,0 +1,105 @@
+"""Schema migrations against the real QuestDB."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from questdb_ingest.cli import main
+from questdb_ingest.errors import MigrationChecksumError
+from questdb_ingest.resources import resource
+from questdb_ingest.store.migrations import applied_versions, migrate
+from tests.conftest import QuestDB, scoped_settings
+
+
+def test_migrate_twice_is_a_noop(qdb: QuestDB) -> None:
+    settings = scoped_settings(qdb.new_prefix())
+    with qdb.conn() as conn:
+        first = migrate(conn, settings)
+        second = migrate(conn, settings)
+        assert [m.version for m in first.applied] == [1]
+        assert second.applied == [] and [m.version for m in second.already] == [1]
+        assert list(applied_versions(conn, settings)) == [1]
+        rows = conn.execute(
+            "SELECT table_name, partitionBy, walEnabled, dedup, ttlValue, ttlUnit FROM tables() "
+            "WHERE table_name IN (%s, %s, %s) ORDER BY table_name",
+            tuple(settings.table(t) for t in ("exchange_health", "listing_events", "trades")),
+        ).fetchall()
+    assert [r[0] for r in rows] == [settings.table(t) for t in ("exchange_health", "listing_events", "trades")]
+    for _, partition_by, wal, dedup, ttl_value, ttl_unit in rows:
+        assert (partition_by, wal, dedup) == ("DAY", True, True)
+        assert (ttl_value, ttl_unit) == (30, "DAY")
+
+
+def test_trades_columns_and_dedup_keys(qdb: QuestDB) -> None:
+    with qdb.conn() as conn:
+        cols = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                sql.SQL('SELECT "column", type, upsertKey FROM table_columns({})').format(
+                    sql.Literal(qdb.table("trades"))
+                )
+            ).fetchall()
+        }
+    assert cols["ts"][0] == "TIMESTAMP_NS" and cols["recv_ts"][0] == "TIMESTAMP_NS"
+    assert {c for c, (_, key) in cols.items() if key} == {"ts", "exchange", "market_type", "symbol", "trade_id"}
+    assert cols["exchange"][0] == cols["symbol"][0] == cols["side"][0] == "SYMBOL"
+
+
+def test_edited_applied_migration_is_refused(qdb: QuestDB, tmp_path: Path) -> None:
+    schema = tmp_path / "schema"
+    shutil.copytree(resource("schema"), schema)
+    settings = scoped_settings(qdb.new_prefix(), schema={"schema_dir": str(schema)})
+    with qdb.conn() as conn:
+        migrate(conn, settings)
+        path = schema / "001_core_tables.sql"
+        path.write_text(path.read_text().replace("TTL {{ttl_days}} DAYS WAL\nDEDUP UPSERT KEYS(ts, symbol)",
+                                                 "TTL {{ttl_days}} DAYS WAL"))
+        with pytest.raises(MigrationChecksumError) as err:
+            migrate(conn, settings)
+    assert err.value.version == 1
+    assert "immutable" in str(err.value)
+
+
+def test_new_migration_is_applied_after_the_first(qdb: QuestDB, tmp_path: Path) -> None:
+    schema = tmp_path / "schema"
+    shutil.copytree(resource("schema"), schema)
+    prefix = qdb.new_prefix()
+    (schema / "002_extra.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS {{prefix}}extra (ts TIMESTAMP, v DOUBLE) TIMESTAMP(ts) PARTITION BY DAY WAL;\n"
+    )
+    settings = scoped_settings(prefix, schema={"schema_dir": str(schema)})
+    with qdb.conn() as conn:
+        report = migrate(conn, settings)
+        assert [m.version for m in report.applied] == [1, 2]
+        assert conn.execute("SELECT count() FROM tables() WHERE table_name = %s", (f"{prefix}extra",)).fetchone() == (1,)
+
+
+def test_ttl_setting_change_is_reconciled(qdb: QuestDB) -> None:
+    prefix = qdb.new_prefix()
+    with qdb.conn() as conn:
+        migrate(conn, scoped_settings(prefix))
+        report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}))
+    assert sorted(report.ttl_changed) == sorted(f"{prefix}{t}" for t in ("trades", "exchange_health", "listing_events"))
+
+
+def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prefix = qdb.new_prefix()
+    monkeypatch.setenv("PUMPWATCH_SCHEMA_TABLE_PREFIX", prefix)
+    runner = CliRunner()
+    first = runner.invoke(main, ["db", "migrate"])
+    assert first.exit_code == 0, first.output
+    assert "1 applied" in first.output
+    second = runner.invoke(main, ["db", "migrate"])
+    assert second.exit_code == 0 and "0 applied, 1 already applied" in second.output
+
+    schema = tmp_path / "schema"
+    shutil.copytree(resource("schema"), schema)
+    (schema / "001_core_tables.sql").write_text((schema / "001_core_tables.sql").read_text() + "\n-- edited\n")
+    edited = runner.invoke(main, ["db", "migrate", "--schema-dir", str(schema)])
+    assert edited.exit_code == 1
+    assert "migration 001 (core_tables) was applied with checksum" in edited.output
+    status = runner.invoke(main, ["db", "status", "--schema-dir", str(schema)])
+    assert "EDITED after apply" in status.output

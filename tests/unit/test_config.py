@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from questdb_ingest.config import load_settings
+from questdb_ingest.errors import ConfigError
+
+
+def test_defaults_are_loopback_and_documented_ports() -> None:
+    s = load_settings(env={})
+    assert (s.questdb.host, s.questdb.http_port, s.questdb.pg_port) == ("127.0.0.1", 9000, 8812)
+    assert (s.questdb.ilp_tcp_port, s.questdb.health_port) == (9009, 9003)
+    assert s.ingest.batch_rows == 1000
+    assert s.schema.ttl_days == 30
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[questdb]\nhttp_port = 9100\npg_port = 8900\n[ingest]\nbatch_rows = 500\n')
+    s = load_settings(cfg, env={"PUMPWATCH_QUESTDB_PG_PORT": "8901"}, overrides={"ingest": {"batch_rows": 7}})
+    assert s.questdb.http_port == 9100
+    assert s.questdb.pg_port == 8901
+    assert s.ingest.batch_rows == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[questdb]\nhttp_prot = 1\n", "questdb.http_prot"),
+        ("[ingets]\nbatch_rows = 1\n", "ingets"),
+        ("[ingest]\nbatch_rows = 0\n", "ingest.batch_rows"),
+        ("[ingest]\nbatch_rows = 'many'\n", "ingest.batch_rows"),
+        ("[ingest]\nflush_interval = -1\n", "ingest.flush_interval"),
+        ("[questdb]\npg_port = 70000\n", "questdb.pg_port"),
+        ("[questdb]\nheap = 'lots'\n", "questdb.heap"),
+        ("[schema]\nttl_days = 0\n", "schema.ttl_days"),
+        ("[schema]\ntable_prefix = 'x-y'\n", "schema.table_prefix"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.key == key
+    assert key in str(err.value)
+
+
+def test_unknown_env_key_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="ingest.batch_size"):
+        load_settings(env={"PUMPWATCH_INGEST_BATCH_SIZE": "10"})
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_client_conf_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QDB_CLIENT_CONF", raising=False)
+    s = load_settings(env={}, overrides={"questdb": {"http_port": 9123}})
+    assert s.client_conf().startswith("http::addr=127.0.0.1:9123;")
+    s = load_settings(env={}, overrides={"ingest": {"client_conf": "http::addr=h:1;"}})
+    assert s.client_conf() == "http::addr=h:1;"
+    monkeypatch.setenv("QDB_CLIENT_CONF", "https::addr=remote:9000;")
+    assert s.client_conf() == "https::addr=remote:9000;"
+
+
+def test_table_prefix_applies_to_every_table() -> None:
+    s = load_settings(env={}, overrides={"schema": {"table_prefix": "staging_"}})
+    assert s.table("trades") == "staging_trades"
