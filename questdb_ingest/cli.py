@@ -96,7 +96,7 @@ def questdb_install() -> None:
 @questdb.command("start")
 @_server_options
 @click.pass_context
-def questdb_start(ctx: click.Context, **flags: Any) -> None:
+def questdb_start(ctx: click.Context, /, **flags: Any) -> None:
     """Start the server and wait until it answers."""
     proc = _process(ctx, **flags)
     with console.status(f"starting QuestDB {questdb_pin().version} in {proc.root} ..."):
@@ -110,7 +110,7 @@ def questdb_start(ctx: click.Context, **flags: Any) -> None:
 @questdb.command("stop")
 @_server_options
 @click.pass_context
-def questdb_stop(ctx: click.Context, **flags: Any) -> None:
+def questdb_stop(ctx: click.Context, /, **flags: Any) -> None:
     """Stop the server gracefully (SIGTERM, then SIGKILL after 60 s)."""
     proc = _process(ctx, **flags)
     console.print("stopped" if proc.stop() else "not running")
@@ -119,7 +119,7 @@ def questdb_stop(ctx: click.Context, **flags: Any) -> None:
 @questdb.command("status")
 @_server_options
 @click.pass_context
-def questdb_status(ctx: click.Context, **flags: Any) -> None:
+def questdb_status(ctx: click.Context, /, **flags: Any) -> None:
     """Show whether the server runs and answers; exit 3 when it does not."""
     st = _process(ctx, **flags).status()
     state = "running" if st.running else "stopped"
@@ -145,7 +145,7 @@ def db() -> None:
 @db.command("migrate")
 @_schema_options
 @click.pass_context
-def db_migrate(ctx: click.Context, **flags: Any) -> None:
+def db_migrate(ctx: click.Context, /, **flags: Any) -> None:
     """Apply pending migrations (idempotent; refuses edited applied ones)."""
     from .store.migrations import migrate
     from .store.pg import connect
@@ -155,15 +155,13 @@ def db_migrate(ctx: click.Context, **flags: Any) -> None:
         report = migrate(conn, settings, on_apply=lambda m: console.print(f"applying {m.path.name} ..."))
     for table in report.ttl_changed:
         console.print(f"TTL of {table} set to {settings.schema.ttl_days} days")
-    console.print(
-        f"[green]schema up to date[/]: {len(report.applied)} applied, {len(report.already)} already applied"
-    )
+    console.print(f"[green]schema up to date[/]: {len(report.applied)} applied, {len(report.already)} already applied")
 
 
 @db.command("status")
 @_schema_options
 @click.pass_context
-def db_status(ctx: click.Context, **flags: Any) -> None:
+def db_status(ctx: click.Context, /, **flags: Any) -> None:
     """List migrations and whether each is applied."""
     from .store.migrations import applied_versions, discover, schema_dir
     from .store.pg import connect

@@ -31,7 +31,7 @@ class QuestDBSettings:
     ilp_tcp_port: int = 9009
     health_port: int = 9003
     user: str = "admin"
-    password: str = "quest"
+    password: str = "quest"  # noqa: S105 - QuestDB's documented default
     database: str = "qdb"
     data_dir: str = ".questdb"
     heap: str = ""
@@ -181,7 +181,7 @@ def load_settings(
 
     for section in _SECTIONS:
         prefix = f"{ENV_PREFIX}{section.upper()}_"
-        values = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
         if values:
             sections[section] = _apply(sections[section], section, values, "environment")
 

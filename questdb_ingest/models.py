@@ -176,7 +176,7 @@ class TradeBatch:
 
     @staticmethod
     def column_names() -> tuple[str, ...]:
-        return TradeBatch.__slots__  # type: ignore[return-value]
+        return TradeBatch.__slots__
 
     def __len__(self) -> int:
         return len(self.ts_ns)

@@ -51,7 +51,7 @@ class InsertResult:
     machine: dict[str, Any] = field(default_factory=dict)
 
     def median(self, contender: str, attr: str = "visible_s") -> float:
-        return statistics.median(getattr(r, attr) for r in self.rounds if r.contender == contender)
+        return float(statistics.median(getattr(r, attr) for r in self.rounds if r.contender == contender))
 
     @property
     def ratio(self) -> float:
@@ -157,8 +157,9 @@ def print_report(result: InsertResult, console: Console) -> None:
     raw = result.median(CONTENDERS[0])
     for c in CONTENDERS:
         vis = result.median(c)
-        table.add_row(c, f"{result.median(c, 'send_s'):.2f}", f"{vis:.2f}", f"{result.records / vis:,.0f}",
-                      f"{raw / vis:.2f}x")
+        table.add_row(
+            c, f"{result.median(c, 'send_s'):.2f}", f"{vis:.2f}", f"{result.records / vis:,.0f}", f"{raw / vis:.2f}x"
+        )
     console.print(table)
     m = result.machine
     console.print(f"{m.get('cores')} cores, {m.get('cpu')}, QuestDB {m.get('questdb')}, {m.get('transport')}")

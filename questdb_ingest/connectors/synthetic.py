@@ -14,10 +14,48 @@ import numpy as np
 from ..models import NO_SEQUENCE, TradeBatch, now_ns
 from .registry import CONNECTORS, Connector
 
-_BASES = (
-    "BTC ETH SOL XRP DOGE ADA AVAX LINK DOT TRX TON SHIB LTC BCH NEAR UNI APT ARB OP SUI "
-    "PEPE WIF BONK FET INJ TIA SEI JUP PYTH STRK ORDI SATS RNDR IMX GRT AAVE MKR LDO CRV SNX"
-).split()
+_BASES = [
+    "BTC",
+    "ETH",
+    "SOL",
+    "XRP",
+    "DOGE",
+    "ADA",
+    "AVAX",
+    "LINK",
+    "DOT",
+    "TRX",
+    "TON",
+    "SHIB",
+    "LTC",
+    "BCH",
+    "NEAR",
+    "UNI",
+    "APT",
+    "ARB",
+    "OP",
+    "SUI",
+    "PEPE",
+    "WIF",
+    "BONK",
+    "FET",
+    "INJ",
+    "TIA",
+    "SEI",
+    "JUP",
+    "PYTH",
+    "STRK",
+    "ORDI",
+    "SATS",
+    "RNDR",
+    "IMX",
+    "GRT",
+    "AAVE",
+    "MKR",
+    "LDO",
+    "CRV",
+    "SNX",
+]
 
 
 def symbol_universe(count: int) -> list[str]:

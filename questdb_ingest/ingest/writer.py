@@ -8,6 +8,7 @@ arrive; its failure is re-raised on the next call so it is never lost.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -80,9 +81,10 @@ class TableWriter:
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> Self:
+        # ILP/HTTP connects lazily: an unreachable server surfaces at the first flush.
         try:
             self._sender = open_sender(self._conf)
-            self._sender.establish()
+            self._sender.establish()  # type: ignore[no-untyped-call]
         except questdb.QuestDBError as exc:
             raise FlushTransportError(self.table, 0, f"cannot open ILP sender: {exc}") from exc
         self._buffer = self._sender.new_buffer()
@@ -115,10 +117,8 @@ class TableWriter:
         if exc_type is None:
             self.close(flush=True)
         else:
-            try:
+            with contextlib.suppress(FlushError):
                 self.close(flush=True)
-            except FlushError:
-                pass
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -278,9 +278,7 @@ class HealthWriter(TableWriter):
             columns["last_trade_time"] = questdb.TimestampNanos(event.last_trade_ns)
         self._append(
             1,
-            lambda buf: buf.row(
-                self.table, symbols=symbols, columns=columns, at=questdb.TimestampNanos(event.ts_ns)
-            ),
+            lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=questdb.TimestampNanos(event.ts_ns)),
         )
 
 

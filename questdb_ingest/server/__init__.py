@@ -1,6 +1,6 @@
 """The locally managed QuestDB server: install location, start, stop, status."""
 
-from .process import QuestDBProcess, ServerStatus
 from .install import QuestDBInstall, find_install, install
+from .process import QuestDBProcess, ServerStatus
 
 __all__ = ["QuestDBInstall", "QuestDBProcess", "ServerStatus", "find_install", "install"]

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import QuestDBNotInstalled, QuestDBServerError
+from ..errors import QuestDBNotInstalledError, QuestDBServerError
 from ..resources import questdb_pin, resource
 
 
@@ -28,19 +28,19 @@ class QuestDBInstall:
 
 
 def find_install() -> QuestDBInstall:
-    """The installed pinned release, or ``QuestDBNotInstalled`` saying how to install it."""
+    """The installed pinned release, or ``QuestDBNotInstalledError`` saying how to install it."""
     version = questdb_pin().version
     dest = cache_root() / "questdb" / version
     jar = dest / f"questdb-{version}.jar"
     java_file = dest / "java"
     if not jar.is_file() or not java_file.is_file():
-        raise QuestDBNotInstalled(
+        raise QuestDBNotInstalledError(
             f"QuestDB {version} is not installed under {dest}; run `pumpwatch questdb install` "
             "(or scripts/install-questdb.sh)"
         )
     java = Path(java_file.read_text(encoding="utf-8").strip())
     if not os.access(java, os.X_OK):
-        raise QuestDBNotInstalled(f"JDK {java} recorded for QuestDB {version} is gone; re-run the installer")
+        raise QuestDBNotInstalledError(f"JDK {java} recorded for QuestDB {version} is gone; re-run the installer")
     return QuestDBInstall(version=version, jar=jar, java=java)
 
 

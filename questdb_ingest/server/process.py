@@ -7,6 +7,7 @@ Ports come from settings and reach the server as ``QDB_*`` environment overrides
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -66,7 +67,7 @@ class QuestDBProcess:
     def healthy(self, timeout: float = 1.0) -> bool:
         url = f"http://{BIND_HOST}:{self.settings.health_port}/"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -140,7 +141,7 @@ class QuestDBProcess:
         (self.root / "conf").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(resource("server.conf"), self.root / "conf" / "server.conf")
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -203,9 +204,7 @@ def _alive(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     if state == "Z":
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return False
     return True

@@ -63,9 +63,7 @@ def discover(directory: Path) -> list[Migration]:
         match = _FILE.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files must be named NNN_lower_snake.sql")
-        found.append(
-            Migration(int(match[1]), match[2], path, hashlib.sha256(path.read_bytes()).hexdigest())
-        )
+        found.append(Migration(int(match[1]), match[2], path, hashlib.sha256(path.read_bytes()).hexdigest()))
     for expected, mig in enumerate(found, start=1):
         if mig.version != expected:
             raise MigrationError(f"{mig.path.name}: expected version {expected:03d} (versions must be contiguous)")
@@ -110,7 +108,7 @@ def migrate(
             on_apply(mig)
         for stmt in mig.statements(settings):
             try:
-                conn.execute(stmt)  # type: ignore[arg-type]  # DDL from our own files
+                conn.execute(stmt)  # DDL from our own files
             except psycopg.Error as exc:
                 raise MigrationError(f"{mig.path.name}: {exc.__class__.__name__}: {exc}\nstatement: {stmt}") from exc
         conn.execute(
@@ -128,14 +126,12 @@ def _reconcile_ttl(conn: psycopg.Connection[tuple[object, ...]], settings: Setti
     want = settings.schema.ttl_days
     for logical in TTL_TABLES:
         table = settings.table(logical)
-        row = conn.execute(
-            "SELECT ttlValue, ttlUnit FROM tables() WHERE table_name = %s", (table,)
-        ).fetchone()
+        row = conn.execute("SELECT ttlValue, ttlUnit FROM tables() WHERE table_name = %s", (table,)).fetchone()
         if row is None:
             continue
         value, unit = row
         days = int(value) * {"HOUR": 1 / 24, "DAY": 1, "WEEK": 7, "MONTH": 30, "YEAR": 365}.get(str(unit), 0)  # type: ignore[call-overload]
         if days != want:
-            conn.execute(f"ALTER TABLE {table} SET TTL {want} DAYS")  # type: ignore[arg-type]
+            conn.execute(f"ALTER TABLE {table} SET TTL {want} DAYS")
             changed.append(table)
     return changed

@@ -55,8 +55,11 @@ def test_edited_applied_migration_is_refused(qdb: QuestDB, tmp_path: Path) -> No
     with qdb.conn() as conn:
         migrate(conn, settings)
         path = schema / "001_core_tables.sql"
-        path.write_text(path.read_text().replace("TTL {{ttl_days}} DAYS WAL\nDEDUP UPSERT KEYS(ts, symbol)",
-                                                 "TTL {{ttl_days}} DAYS WAL"))
+        path.write_text(
+            path.read_text().replace(
+                "TTL {{ttl_days}} DAYS WAL\nDEDUP UPSERT KEYS(ts, symbol)", "TTL {{ttl_days}} DAYS WAL"
+            )
+        )
         with pytest.raises(MigrationChecksumError) as err:
             migrate(conn, settings)
     assert err.value.version == 1
@@ -74,7 +77,9 @@ def test_new_migration_is_applied_after_the_first(qdb: QuestDB, tmp_path: Path) 
     with qdb.conn() as conn:
         report = migrate(conn, settings)
         assert [m.version for m in report.applied] == [1, 2]
-        assert conn.execute("SELECT count() FROM tables() WHERE table_name = %s", (f"{prefix}extra",)).fetchone() == (1,)
+        assert conn.execute("SELECT count() FROM tables() WHERE table_name = %s", (f"{prefix}extra",)).fetchone() == (
+            1,
+        )
 
 
 def test_ttl_setting_change_is_reconciled(qdb: QuestDB) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from questdb_ingest.errors import QuestDBNotInstalled
+from questdb_ingest.errors import QuestDBNotInstalledError
 from questdb_ingest.server import find_install
 from tests.conftest import IN_CI
 
@@ -25,16 +25,21 @@ def free_port() -> int:
 def server_args(tmp_path: Path) -> list[str]:
     try:
         find_install()
-    except QuestDBNotInstalled as exc:
+    except QuestDBNotInstalledError as exc:
         if IN_CI:
             pytest.fail(f"CI=true and {exc}", pytrace=False)
         pytest.skip(str(exc))
     return [
-        "--data-dir", str(tmp_path / "qdb"),
-        "--http-port", str(free_port()),
-        "--pg-port", str(free_port()),
-        "--ilp-tcp-port", str(free_port()),
-        "--health-port", str(free_port()),
+        "--data-dir",
+        str(tmp_path / "qdb"),
+        "--http-port",
+        str(free_port()),
+        "--pg-port",
+        str(free_port()),
+        "--ilp-tcp-port",
+        str(free_port()),
+        "--health-port",
+        str(free_port()),
     ]
 
 
@@ -42,7 +47,11 @@ def pumpwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUMPWATCH_QUESTDB_")}
     return subprocess.run(
         [sys.executable, "-m", "questdb_ingest.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 

@@ -200,14 +200,32 @@ def test_health_and_listing_writers_round_trip(qdb: QuestDB) -> None:
     settings = fresh(qdb)
     now = now_ns()
     health = [
-        HealthEvent(ts_ns=now - 2_000_000, exchange="okx", market_type="spot", status="connected",
-                    last_trade_ns=now - 5_000_000, message_count=42),
-        HealthEvent(ts_ns=now - 1_000_000, exchange="okx", market_type="spot", status="error",
-                    message_count=43, error_message="read timeout"),
+        HealthEvent(
+            ts_ns=now - 2_000_000,
+            exchange="okx",
+            market_type="spot",
+            status="connected",
+            last_trade_ns=now - 5_000_000,
+            message_count=42,
+        ),
+        HealthEvent(
+            ts_ns=now - 1_000_000,
+            exchange="okx",
+            market_type="spot",
+            status="error",
+            message_count=43,
+            error_message="read timeout",
+        ),
     ]
-    listing = ListingEvent(ts_ns=now, symbol="NEW-KRW", announced_ns=now - 3_000_000_000,
-                           detected_ns=now - 2_000_000_000, trigger_delay_ms=1_000,
-                           collected_trades=1234, exchanges_with_data=9)
+    listing = ListingEvent(
+        ts_ns=now,
+        symbol="NEW-KRW",
+        announced_ns=now - 3_000_000_000,
+        detected_ns=now - 2_000_000_000,
+        trigger_delay_ms=1_000,
+        collected_trades=1234,
+        exchanges_with_data=9,
+    )
     with HealthWriter.from_settings(settings) as hw:
         for event in health:
             hw.write(event)
@@ -230,8 +248,16 @@ def test_health_and_listing_writers_round_trip(qdb: QuestDB) -> None:
 
 def test_trade_struct_round_trip(qdb: QuestDB) -> None:
     settings = fresh(qdb)
-    t = Trade(ts_ns=now_ns() - 10**9, exchange="gate", market_type="futures", symbol="SOMI-USDT",
-              price=1.2345, quantity=812.0, side="sell", trade_id="51234567")
+    t = Trade(
+        ts_ns=now_ns() - 10**9,
+        exchange="gate",
+        market_type="futures",
+        symbol="SOMI-USDT",
+        price=1.2345,
+        quantity=812.0,
+        side="sell",
+        trade_id="51234567",
+    )
     with TradeWriter.from_settings(settings) as writer:
         writer.write_trade(t)
     visible(qdb, settings.table("trades"))

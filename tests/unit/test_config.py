@@ -16,7 +16,7 @@ def test_defaults_are_loopback_and_documented_ports() -> None:
 
 def test_file_then_env_then_overrides(tmp_path: Path) -> None:
     cfg = tmp_path / "p.toml"
-    cfg.write_text('[questdb]\nhttp_port = 9100\npg_port = 8900\n[ingest]\nbatch_rows = 500\n')
+    cfg.write_text("[questdb]\nhttp_port = 9100\npg_port = 8900\n[ingest]\nbatch_rows = 500\n")
     s = load_settings(cfg, env={"PUMPWATCH_QUESTDB_PG_PORT": "8901"}, overrides={"ingest": {"batch_rows": 7}})
     assert s.questdb.http_port == 9100
     assert s.questdb.pg_port == 8901
@@ -47,7 +47,7 @@ def test_invalid_config_names_the_key(tmp_path: Path, text: str, key: str) -> No
 
 
 def test_unknown_env_key_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="ingest.batch_size"):
+    with pytest.raises(ConfigError, match=r"ingest\.batch_size"):
         load_settings(env={"PUMPWATCH_INGEST_BATCH_SIZE": "10"})
 
 

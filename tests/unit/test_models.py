@@ -20,8 +20,14 @@ NOW = 1_763_700_000_000_000_000
 
 def trade(**kw: object) -> Trade:
     base: dict[str, object] = dict(
-        ts_ns=NOW - 5, exchange="binance", market_type="spot", symbol="BTC-USDT",
-        price=100.5, quantity=0.25, side="buy", trade_id="42",
+        ts_ns=NOW - 5,
+        exchange="binance",
+        market_type="spot",
+        symbol="BTC-USDT",
+        price=100.5,
+        quantity=0.25,
+        side="buy",
+        trade_id="42",
     )
     base.update(kw)
     return Trade(**base)  # type: ignore[arg-type]
@@ -122,7 +128,12 @@ def test_health_and_listing_validation() -> None:
     assert err.value.field == "status"
     with pytest.raises(ValidationError) as err:
         ListingEvent(
-            ts_ns=NOW, symbol="NEW-KRW", announced_ns=None, detected_ns=NOW,
-            trigger_delay_ms=-1, collected_trades=0, exchanges_with_data=0,
+            ts_ns=NOW,
+            symbol="NEW-KRW",
+            announced_ns=None,
+            detected_ns=NOW,
+            trigger_delay_ms=-1,
+            collected_trades=0,
+            exchanges_with_data=0,
         ).validate(now=NOW)
     assert err.value.field == "trigger_delay_ms"
