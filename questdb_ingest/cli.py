@@ -21,7 +21,8 @@ from .config import Settings, load_settings
 from .errors import PumpwatchError
 from .resources import questdb_pin
 
-console = Console()
+# Pipes and CI logs get a width that fits the tables instead of rich's 80-column fallback.
+console = Console() if sys.stdout.isatty() else Console(width=120)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
