@@ -216,14 +216,14 @@ class TradeWriter(TableWriter):
         return "trades"
 
     def write(self, batch: TradeBatch, *, validate: bool = True) -> None:
-        """Validate (raising ``ValidationError`` before anything is sent), then buffer in slices
-        of at most ``batch_rows`` rows so no request outgrows the client's buffer limit."""
+        """Validate the whole batch (raising ``ValidationError`` before anything is sent), then
+        buffer it. ``batch_rows`` is the flush threshold: a large batch is one flush per slice of
+        at most ``MAX_SLICE_ROWS`` rows, never thousands of tiny requests."""
         if validate:
             batch.validate()
         self._drain_rows()
-        step = min(self.batch_rows, MAX_SLICE_ROWS)
-        for start in range(0, len(batch), step):
-            part = batch.take(slice(start, start + step)) if len(batch) > step else batch
+        for start in range(0, len(batch), MAX_SLICE_ROWS):
+            part = batch.take(slice(start, start + MAX_SLICE_ROWS)) if len(batch) > MAX_SLICE_ROWS else batch
             frame = part.to_frame()
             self._append(
                 len(part),
