@@ -9,7 +9,8 @@ from ..errors import ConfigError
 # The writers flush explicitly (rows/interval) and clear only after success, so the client
 # must never flush on its own; protocol version 2 carries nanosecond timestamps.
 _FORCED = {"auto_flush": "off"}
-_DEFAULTS = {"protocol_version": "2"}
+# While QuestDB is unreachable rows accumulate in the buffer; allow 1 GiB (client default: 100 MiB).
+_DEFAULTS = {"protocol_version": "2", "max_buf_size": str(1 << 30)}
 
 
 def parse_conf(conf: str) -> tuple[str, dict[str, str]]:

@@ -8,7 +8,6 @@ arrive; its failure is re-raised on the next call so it is never lost.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -113,12 +112,15 @@ class TableWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # On an exception, still try to land what is buffered, but do not mask the original error.
-        if exc_type is None:
+        # On an exception, still try to land what is buffered, but do not mask the original
+        # error; if that flush fails too, say so on the original error so no loss goes unnoticed.
+        if exc is None:
             self.close(flush=True)
-        else:
-            with contextlib.suppress(FlushError):
-                self.close(flush=True)
+            return
+        try:
+            self.close(flush=True)
+        except FlushError as flush_error:
+            exc.add_note(f"while closing the writer: {flush_error}")
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -131,8 +133,11 @@ class TableWriter:
             return len(self._buffer) if self._buffer is not None else 0
 
     # -- writing ----------------------------------------------------------------------------
-    def _append(self, rows: int, fill: Any) -> None:
-        """Run ``fill(buffer)`` under the lock, count ``rows``, flush when the count is reached."""
+    def _append(self, rows: int, fill: Any) -> FlushError | None:
+        """Run ``fill(buffer)`` under the lock, count ``rows``, flush when the threshold is reached.
+
+        A failed threshold flush is returned, not raised: the rows are buffered either way, and
+        the caller decides when to report it (after buffering the rest of its batch)."""
         self._raise_background_error()
         if self._buffer is None:
             raise WriteError(f"writer for {self.table!r} is not open; use it as a context manager or call open()")
@@ -144,7 +149,16 @@ class TableWriter:
             self._pending += rows
             self.stats.rows_accepted += rows
             if self._pending >= self.batch_rows or len(self._buffer) >= MAX_BUFFER_BYTES:
-                self.flush()
+                try:
+                    self._flush_locked()
+                except FlushError as exc:
+                    return exc
+        return None
+
+    def _append_or_raise(self, rows: int, fill: Any) -> None:
+        error = self._append(rows, fill)
+        if error is not None:
+            raise error
 
     def flush(self) -> int:
         """Send everything buffered; clear only once QuestDB confirmed it. Returns rows confirmed."""
@@ -222,15 +236,20 @@ class TradeWriter(TableWriter):
         if validate:
             batch.validate()
         self._drain_rows()
+        first_error: FlushError | None = None
         for start in range(0, len(batch), MAX_SLICE_ROWS):
             part = batch.take(slice(start, start + MAX_SLICE_ROWS)) if len(batch) > MAX_SLICE_ROWS else batch
             frame = part.to_frame()
-            self._append(
+            error = self._append(
                 len(part),
                 lambda buf, frame=frame: buf.dataframe(
                     frame, table_name=self.table, symbols=list(TRADE_SYMBOL_COLUMNS), at="ts"
                 ),
             )
+            first_error = first_error or error
+        if first_error is not None:
+            # Every row of this batch is buffered (pending_rows); the next flush() retries them.
+            raise first_error
 
     def write_trade(self, trade: Trade) -> None:
         """Per-row API: validated now, buffered as columns once ``batch_rows`` rows gathered."""
@@ -276,7 +295,7 @@ class HealthWriter(TableWriter):
         columns: dict[str, Any] = {"message_count": event.message_count, "error_message": event.error_message}
         if event.last_trade_ns is not None:
             columns["last_trade_time"] = questdb.TimestampNanos(event.last_trade_ns)
-        self._append(
+        self._append_or_raise(
             1,
             lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=questdb.TimestampNanos(event.ts_ns)),
         )
@@ -299,7 +318,7 @@ class ListingWriter(TableWriter):
         }
         if event.announced_ns is not None:
             columns["announced_at"] = questdb.TimestampNanos(event.announced_ns)
-        self._append(
+        self._append_or_raise(
             1,
             lambda buf: buf.row(
                 self.table, symbols={"symbol": event.symbol}, columns=columns, at=questdb.TimestampNanos(event.ts_ns)

@@ -267,3 +267,32 @@ def test_trade_struct_round_trip(qdb: QuestDB) -> None:
             f"FROM {settings.table('trades')}"
         ).fetchone()
     assert row == (t.ts_ns, "gate", "futures", "SOMI-USDT", 1.2345, 812.0, "sell", "51234567", None)
+
+
+def test_failed_threshold_flush_still_buffers_the_whole_batch(qdb: QuestDB) -> None:
+    settings = scoped_settings(qdb.new_prefix())  # not migrated: every flush is rejected
+    batch = exact_batch(250_000)  # three slices, each crossing the threshold
+    writer = TradeWriter.from_settings(settings, batch_rows=1_000, background_flush=False).open()
+    try:
+        with pytest.raises(FlushRejectedError):
+            writer.write(batch)
+        assert writer.pending_rows == 250_000
+        with qdb.conn() as conn:
+            migrate(conn, settings)
+        assert writer.flush() == 250_000
+    finally:
+        writer.close()
+    assert visible(qdb, settings.table("trades")) == (250_000, float(batch.price.sum()), float(batch.quantity.sum()))
+
+
+def test_exception_inside_the_block_keeps_its_identity(qdb: QuestDB) -> None:
+    settings = scoped_settings(qdb.new_prefix())  # not migrated: the closing flush fails
+
+    def use_writer() -> None:
+        with TradeWriter.from_settings(settings, background_flush=False) as writer:
+            writer.write(exact_batch(3))
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError) as err:
+        use_writer()
+    assert any("while closing the writer" in note for note in err.value.__notes__)

@@ -7,7 +7,12 @@ from questdb_ingest.ingest.ilp import parse_conf, writer_conf
 def test_writer_conf_forces_manual_flush_and_protocol_v2() -> None:
     proto, keys = parse_conf(writer_conf("http::addr=127.0.0.1:9000;"))
     assert proto == "http"
-    assert keys == {"addr": "127.0.0.1:9000", "auto_flush": "off", "protocol_version": "2"}
+    assert keys == {
+        "addr": "127.0.0.1:9000",
+        "auto_flush": "off",
+        "protocol_version": "2",
+        "max_buf_size": str(1 << 30),
+    }
 
 
 def test_explicit_protocol_version_is_kept() -> None:
