@@ -126,7 +126,7 @@ def _run_writer(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round
     scoped = _fresh_tables(settings, "bench_writer_")
     table = scoped.table("trades")
     started = time.perf_counter()
-    with TradeWriter(scoped.client_conf(), table, batch_rows=batch_rows, background_flush=False) as writer:
+    with TradeWriter(scoped.client_conf(), table, batch_rows=batch_rows) as writer:
         writer.write(batch)
     sent_at = time.perf_counter()
     return _finish(scoped, table, started, sent_at, len(batch), CONTENDERS[1])

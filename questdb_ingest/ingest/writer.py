@@ -1,16 +1,22 @@
-"""Batch writers: columnar rows into a client ``Buffer``, flushed by row count or interval.
+"""Batch writers: columnar rows into client ``Buffer``s, flushed by row count or interval.
 
-A buffer is cleared only after QuestDB confirmed the flush (ILP/HTTP answers after commit);
-on failure the rows stay and a typed ``FlushError`` carries the server's message, so the
-caller can retry or spool. An optional background thread flushes by interval when no new rows
-arrive; its failure is re-raised on the next call so it is never lost.
+Rows go into the *current* buffer; when it reaches ``batch_rows`` (or the interval passes) it
+is *sealed* and queued. A flusher thread sends sealed buffers strictly in order while the caller
+encodes the next one (the client releases the GIL during the request), and at most
+``max_in_flight`` sealed buffers wait before a writer blocks (backpressure). A buffer is cleared
+only after QuestDB confirmed it (ILP/HTTP answers after commit). A failed flush stops the queue
+where it is: every row stays buffered, the typed ``FlushError`` (with the server's message) is
+raised to the caller, and the next ``flush()`` retries from the oldest buffer.
+
+With ``background_flush=False`` the same happens synchronously in the caller's thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -22,15 +28,17 @@ from ..errors import FlushError, FlushRejectedError, FlushTransportError, WriteE
 from ..models import TRADE_SYMBOL_COLUMNS, HealthEvent, ListingEvent, Trade, TradeBatch
 from .ilp import open_sender
 
-# Keep any single request well under the client's default 100 MiB max_buf_size.
+# Keep any single request well under the client's buffer limit.
 MAX_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_SLICE_ROWS = 100_000
 _REJECTED_CODES = {"ServerFlushError", "InvalidApiCall", "BadDataFrame", "InvalidName", "InvalidTimestamp"}
 
+Fill = Callable[[Any], None]
+
 
 @dataclass
 class WriterStats:
-    """Counters that let callers balance the books: buffered = accepted - confirmed."""
+    """Counters that let callers balance the books: pending = accepted - confirmed."""
 
     rows_accepted: int = 0
     rows_confirmed: int = 0
@@ -39,8 +47,14 @@ class WriterStats:
     last_flush_seconds: float = 0.0
 
 
+def _classify(table: str, rows: int, exc: questdb.QuestDBError) -> FlushError:
+    code = getattr(getattr(exc, "code", None), "name", "")
+    cls = FlushRejectedError if code in _REJECTED_CODES else FlushTransportError
+    return cls(table, rows, str(exc))
+
+
 class TableWriter:
-    """Owns one ``Sender`` and one ``Buffer`` for one table; subclasses add typed ``write`` methods."""
+    """One ``Sender`` and its buffers for one table; subclasses add typed ``write`` methods."""
 
     def __init__(
         self,
@@ -50,23 +64,32 @@ class TableWriter:
         batch_rows: int = 1000,
         flush_interval: float = 1.0,
         background_flush: bool = True,
+        max_in_flight: int = 2,
     ) -> None:
         if batch_rows < 1:
             raise ValueError("batch_rows must be >= 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
         self.table = table
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
+        self.max_in_flight = max_in_flight
         self.stats = WriterStats()
         self._conf = conf
         self._background = background_flush
-        self._lock = threading.RLock()
+        # Lock order: _produce (serialises encoders, guards the current buffer) before _cond
+        # (queue and counters). The flusher holds _cond and only *tries* _produce.
+        self._produce = threading.RLock()
+        self._cond = threading.Condition(threading.RLock())
         self._sender: questdb.Sender | None = None
-        self._buffer: Any = None
-        self._pending = 0
+        self._current: Any = None
+        self._current_rows = 0
+        self._sealed: deque[tuple[Any, int]] = deque()
+        self._free: list[Any] = []
+        self._error: FlushError | None = None
         self._last_flush = time.monotonic()
-        self._stop = threading.Event()
+        self._stop = False
         self._thread: threading.Thread | None = None
-        self._background_error: FlushError | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
@@ -86,22 +109,26 @@ class TableWriter:
             self._sender.establish()  # type: ignore[no-untyped-call]
         except questdb.QuestDBError as exc:
             raise FlushTransportError(self.table, 0, f"cannot open ILP sender: {exc}") from exc
-        self._buffer = self._sender.new_buffer()
+        # Buffers are made up front and recycled, so none is created while a flush runs.
+        self._current = self._sender.new_buffer()
+        self._free = [self._sender.new_buffer() for _ in range(self.max_in_flight + 1)]
         if self._background:
             self._thread = threading.Thread(target=self._flush_loop, name=f"flush-{self.table}", daemon=True)
             self._thread.start()
         return self
 
     def close(self, flush: bool = True) -> None:
-        """Stop the interval thread, flush what is pending (unless told not to) and close."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """Flush what is pending (unless told not to), stop the flusher and close the sender."""
         try:
             if flush and self._sender is not None:
                 self.flush()
         finally:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
             if self._sender is not None:
                 self._sender.close()
                 self._sender = None
@@ -125,97 +152,165 @@ class TableWriter:
     # -- state ------------------------------------------------------------------------------
     @property
     def pending_rows(self) -> int:
-        """Rows in the buffer that QuestDB has not confirmed yet."""
-        return self._pending
+        """Rows buffered that QuestDB has not confirmed yet."""
+        with self._cond:
+            return self._current_rows + sum(rows for _, rows in self._sealed)
 
-    def buffered_bytes(self) -> int:
-        with self._lock:
-            return len(self._buffer) if self._buffer is not None else 0
+    @property
+    def last_error(self) -> FlushError | None:
+        """The failure that stopped the flush queue, until a ``flush()`` gets past it."""
+        return self._error
 
     # -- writing ----------------------------------------------------------------------------
-    def _append(self, rows: int, fill: Any) -> FlushError | None:
-        """Run ``fill(buffer)`` under the lock, count ``rows``, flush when the threshold is reached.
-
-        A failed threshold flush is returned, not raised: the rows are buffered either way, and
-        the caller decides when to report it (after buffering the rest of its batch)."""
-        self._raise_background_error()
-        if self._buffer is None:
+    def _check_open(self) -> None:
+        if self._current is None:
             raise WriteError(f"writer for {self.table!r} is not open; use it as a context manager or call open()")
-        with self._lock:
+
+    def _raise_if_failed(self) -> None:
+        """Refuse new rows while the queue is stopped on a failure (they would queue behind it)."""
+        if self._error is not None:
+            raise self._error
+
+    def _append(self, rows: int, fill: Fill, *, wait: bool = True) -> FlushError | None:
+        """Encode ``rows`` into the current buffer; seal it at the threshold.
+
+        Encoding runs outside ``_cond`` so the flusher can book confirmations meanwhile. A flush
+        failure is returned, not raised: the rows are buffered either way, and the caller reports
+        it once the rest of its batch is buffered too. ``wait`` applies backpressure."""
+        self._check_open()
+        with self._produce:
             try:
-                fill(self._buffer)
+                fill(self._current)
             except questdb.QuestDBError as exc:
                 raise WriteError(f"could not encode rows for {self.table!r}: {exc}") from exc
-            self._pending += rows
-            self.stats.rows_accepted += rows
-            if self._pending >= self.batch_rows or len(self._buffer) >= MAX_BUFFER_BYTES:
-                try:
-                    self._flush_locked()
-                except FlushError as exc:
-                    return exc
-        return None
+            with self._cond:
+                self._current_rows += rows
+                self.stats.rows_accepted += rows
+                if self._current_rows >= self.batch_rows or len(self._current) >= MAX_BUFFER_BYTES:
+                    self._seal_locked()
+                    if not self._background:
+                        self._flush_sealed_locked()
+                    elif wait:
+                        while len(self._sealed) > self.max_in_flight and self._error is None:
+                            self._cond.wait()
+                return self._error
 
-    def _append_or_raise(self, rows: int, fill: Any) -> None:
+    def _append_or_raise(self, rows: int, fill: Fill) -> None:
+        self._raise_if_failed()
         error = self._append(rows, fill)
         if error is not None:
             raise error
 
+    def _seal_locked(self) -> None:
+        """Queue the current buffer and start a fresh one (caller holds _produce and _cond)."""
+        if self._current_rows == 0:
+            return
+        self._sealed.append((self._current, self._current_rows))
+        self._current = self._free.pop() if self._free else self._sender.new_buffer()  # type: ignore[union-attr]
+        self._current_rows = 0
+        self._cond.notify_all()
+
+    def _before_seal(self) -> None:
+        """Hook: move rows kept outside the buffer (per-row API) into it (caller holds both locks)."""
+
     def flush(self) -> int:
-        """Send everything buffered; clear only once QuestDB confirmed it. Returns rows confirmed."""
-        self._raise_background_error()
-        with self._lock:
-            return self._flush_locked()
+        """Send everything buffered, in order; clear each buffer only once QuestDB confirmed it.
+
+        Retries from the oldest unconfirmed buffer after an earlier failure. Returns the rows
+        confirmed by this call; raises ``FlushError`` (rows kept) if a flush fails again."""
+        self._check_open()
+        with self._produce, self._cond:
+            before = self.stats.rows_confirmed
+            self._before_seal()
+            self._seal_locked()
+            self._error = None
+            if self._background:
+                self._cond.notify_all()
+                while self._sealed and self._error is None:
+                    self._cond.wait()
+            else:
+                self._flush_sealed_locked()
+            if self._error is not None:
+                raise self._error
+            return self.stats.rows_confirmed - before
 
     def flush_if_due(self) -> int:
-        """Flush when rows are pending and ``flush_interval`` has elapsed since the last flush."""
-        with self._lock:
-            if self._pending and time.monotonic() - self._last_flush >= self.flush_interval:
-                return self._flush_locked()
+        """Flush when rows are pending and ``flush_interval`` has passed since the last flush."""
+        if time.monotonic() - self._last_flush >= self.flush_interval and self.pending_rows:
+            return self.flush()
         return 0
 
-    def _flush_locked(self) -> int:
-        rows = self._pending
-        if rows == 0 or self._sender is None:
-            self._last_flush = time.monotonic()
-            return 0
-        started = time.perf_counter()
-        try:
-            self._sender.flush(self._buffer, clear=False)
-        except questdb.QuestDBError as exc:
-            self.stats.failed_flushes += 1
-            code = getattr(getattr(exc, "code", None), "name", "")
-            cls = FlushRejectedError if code in _REJECTED_CODES else FlushTransportError
-            raise cls(self.table, rows, str(exc)) from exc
-        self._buffer.clear()
-        self._pending = 0
-        self._last_flush = time.monotonic()
-        self.stats.rows_confirmed += rows
-        self.stats.flushes += 1
-        self.stats.last_flush_seconds = time.perf_counter() - started
-        return rows
-
     def discard_pending(self) -> int:
-        """Drop buffered rows on purpose (after the caller spooled them elsewhere); returns the count."""
-        with self._lock:
-            rows = self._pending
-            self._buffer.clear()
-            self._pending = 0
+        """Drop every unconfirmed row on purpose (after the caller saved them elsewhere)."""
+        with self._produce, self._cond:
+            rows = self.pending_rows
+            for buf, _ in self._sealed:
+                buf.clear()
+                self._free.append(buf)
+            self._sealed.clear()
+            self._current.clear()
+            self._current_rows = 0
+            self._error = None
+            self._cond.notify_all()
             return rows
 
-    def _flush_loop(self) -> None:
-        tick = min(max(self.flush_interval / 4, 0.01), 0.25)
-        while not self._stop.wait(tick):
-            if self._background_error is not None:
-                continue
-            try:
-                self.flush_if_due()
-            except FlushError as exc:
-                self._background_error = exc
+    # -- flushing ---------------------------------------------------------------------------
+    def _send(self, buf: Any, rows: int) -> FlushError | None:
+        """One request for one sealed buffer; the caller must hold no lock in background mode."""
+        assert self._sender is not None
+        started = time.perf_counter()
+        try:
+            self._sender.flush(buf, clear=False)
+        except questdb.QuestDBError as exc:
+            return _classify(self.table, rows, exc)
+        self.stats.last_flush_seconds = time.perf_counter() - started
+        return None
 
-    def _raise_background_error(self) -> None:
-        err, self._background_error = self._background_error, None
-        if err is not None:
-            raise err
+    def _confirmed_locked(self, error: FlushError | None) -> None:
+        """Book the head of the queue as confirmed (or the queue as stopped on ``error``)."""
+        if error is not None:
+            self._error = error
+            self.stats.failed_flushes += 1
+        else:
+            buf, rows = self._sealed.popleft()
+            buf.clear()
+            self._free.append(buf)
+            self.stats.rows_confirmed += rows
+            self.stats.flushes += 1
+            self._last_flush = time.monotonic()
+        self._cond.notify_all()
+
+    def _flush_sealed_locked(self) -> None:
+        """Synchronous mode: send sealed buffers in order until done or one fails."""
+        while self._sealed and self._error is None:
+            buf, rows = self._sealed[0]
+            self._confirmed_locked(self._send(buf, rows))
+
+    def _flush_loop(self) -> None:
+        """Background mode: seal on the interval, send the oldest sealed buffer, repeat."""
+        tick = min(max(self.flush_interval / 4, 0.01), 0.25)
+        while True:
+            with self._cond:
+                while True:
+                    if self._sealed and self._error is None:
+                        buf, rows = self._sealed[0]
+                        break
+                    if self._stop:
+                        return
+                    due = time.monotonic() - self._last_flush >= self.flush_interval
+                    # Never block on _produce here (lock order); a busy encoder seals soon anyway.
+                    if due and self._error is None and self._produce.acquire(blocking=False):
+                        try:
+                            self._before_seal()
+                            self._seal_locked()
+                        finally:
+                            self._produce.release()
+                        if self._sealed:
+                            continue
+                    self._cond.wait(tick)
+            error = self._send(buf, rows)  # outside the lock: the caller keeps encoding meanwhile
+            with self._cond:
+                self._confirmed_locked(error)
 
 
 class TradeWriter(TableWriter):
@@ -231,55 +326,59 @@ class TradeWriter(TableWriter):
 
     def write(self, batch: TradeBatch, *, validate: bool = True) -> None:
         """Validate the whole batch (raising ``ValidationError`` before anything is sent), then
-        buffer it. ``batch_rows`` is the flush threshold: a large batch is one flush per slice of
-        at most ``MAX_SLICE_ROWS`` rows, never thousands of tiny requests."""
+        buffer it. ``batch_rows`` is the flush threshold: a large batch is sealed in slices of at
+        most ``MAX_SLICE_ROWS`` rows, never thousands of tiny requests.
+
+        On ``FlushError`` every row of the batch is buffered (``pending_rows``) for ``flush()``."""
         if validate:
             batch.validate()
-        self._drain_rows()
+        self._check_open()
+        self._raise_if_failed()
+        with self._produce, self._cond:
+            self._before_seal()
         first_error: FlushError | None = None
         for start in range(0, len(batch), MAX_SLICE_ROWS):
             part = batch.take(slice(start, start + MAX_SLICE_ROWS)) if len(batch) > MAX_SLICE_ROWS else batch
-            frame = part.to_frame()
-            error = self._append(
-                len(part),
-                lambda buf, frame=frame: buf.dataframe(
-                    frame, table_name=self.table, symbols=list(TRADE_SYMBOL_COLUMNS), at="ts"
-                ),
-            )
+            error = self._append(len(part), self._encoder(part))
             first_error = first_error or error
         if first_error is not None:
-            # Every row of this batch is buffered (pending_rows); the next flush() retries them.
             raise first_error
 
+    def _encoder(self, part: TradeBatch) -> Fill:
+        frame = part.to_frame()
+        symbols = list(TRADE_SYMBOL_COLUMNS)
+        return lambda buf: buf.dataframe(frame, table_name=self.table, symbols=symbols, at="ts")
+
     def write_trade(self, trade: Trade) -> None:
-        """Per-row API: validated now, buffered as columns once ``batch_rows`` rows gathered."""
+        """Per-row API: validated now, encoded as columns once ``batch_rows`` rows are gathered
+        (or when the interval flush comes round)."""
         trade.validate()
-        self._raise_background_error()
-        self._rows.append(trade)
-        if len(self._rows) >= self.batch_rows:
-            self._drain_rows()
+        self._check_open()
+        self._raise_if_failed()
+        with self._cond:
+            self._rows.append(trade)
+            if len(self._rows) < self.batch_rows:
+                return
+        self.write(TradeBatch.from_trades(self._take_rows()), validate=False)
 
     def write_trades(self, trades: Iterable[Trade]) -> None:
         self.write(TradeBatch.from_trades(trades))
 
-    def _drain_rows(self) -> None:
-        if self._rows:
+    def _take_rows(self) -> list[Trade]:
+        with self._cond:
             rows, self._rows = self._rows, []
-            self.write(TradeBatch.from_trades(rows), validate=False)
+            return rows
+
+    def _before_seal(self) -> None:
+        # Called under the lock by flush() and the interval flusher: encode without waiting.
+        rows = self._take_rows()
+        if rows:
+            self._append(len(rows), self._encoder(TradeBatch.from_trades(rows)), wait=False)
 
     @property
     def pending_rows(self) -> int:
-        return self._pending + len(self._rows)
-
-    def flush(self) -> int:
-        self._drain_rows()
-        return super().flush()
-
-    def flush_if_due(self) -> int:
-        with self._lock:
-            if self._rows and time.monotonic() - self._last_flush >= self.flush_interval:
-                self._drain_rows()
-        return super().flush_if_due()
+        with self._cond:
+            return super().pending_rows + len(self._rows)
 
 
 class HealthWriter(TableWriter):

@@ -145,13 +145,24 @@ def test_unreachable_server_is_a_transport_error_and_rows_stay() -> None:
         writer.close(flush=False)
 
 
-def test_flush_by_row_count(qdb: QuestDB) -> None:
+def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "flusher-thread"])
+def test_flush_by_row_count(qdb: QuestDB, background: bool) -> None:
     settings = fresh(qdb)
-    with TradeWriter.from_settings(settings, batch_rows=100, flush_interval=3600) as writer:
+    with TradeWriter.from_settings(
+        settings, batch_rows=100, flush_interval=3600, background_flush=background
+    ) as writer:
         batch = exact_batch(250)
         for start in range(0, 250, 50):
             writer.write(batch.take(slice(start, start + 50)))
-        assert writer.stats.flushes == 2
+        wait_for(lambda: writer.stats.flushes == 2)
+        assert writer.stats.rows_confirmed == 200
         assert writer.pending_rows == 50
         assert visible(qdb, settings.table("trades"))[0] == 200
     assert visible(qdb, settings.table("trades"))[0] == 250
@@ -190,7 +201,7 @@ def test_per_row_api_rides_on_the_columnar_path(qdb: QuestDB) -> None:
     with TradeWriter.from_settings(settings, batch_rows=1_000, flush_interval=3600) as writer:
         for t in trades:
             writer.write_trade(t)
-        assert writer.stats.rows_confirmed == 2_000
+        wait_for(lambda: writer.stats.rows_confirmed == 2_000)
         assert writer.pending_rows == 500
     count, price_sum, qty_sum = visible(qdb, settings.table("trades"))
     assert (count, price_sum, qty_sum) == (2_500, sum(t.price for t in trades), sum(t.quantity for t in trades))
@@ -269,14 +280,20 @@ def test_trade_struct_round_trip(qdb: QuestDB) -> None:
     assert row == (t.ts_ns, "gate", "futures", "SOMI-USDT", 1.2345, 812.0, "sell", "51234567", None)
 
 
-def test_failed_threshold_flush_still_buffers_the_whole_batch(qdb: QuestDB) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "flusher-thread"])
+def test_failed_threshold_flush_still_buffers_the_whole_batch(qdb: QuestDB, background: bool) -> None:
     settings = scoped_settings(qdb.new_prefix())  # not migrated: every flush is rejected
     batch = exact_batch(250_000)  # three slices, each crossing the threshold
-    writer = TradeWriter.from_settings(settings, batch_rows=1_000, background_flush=False).open()
+    writer = TradeWriter.from_settings(settings, batch_rows=1_000, background_flush=background, max_in_flight=1).open()
     try:
+        # With max_in_flight=1 the second slice waits for the first flush, which fails.
         with pytest.raises(FlushRejectedError):
             writer.write(batch)
         assert writer.pending_rows == 250_000
+        with pytest.raises(FlushRejectedError):  # the stopped queue refuses new rows until flush()
+            writer.write(exact_batch(1, id_prefix="late"))
+        assert writer.pending_rows == 250_000
+        assert writer.stats.rows_confirmed == 0
         with qdb.conn() as conn:
             migrate(conn, settings)
         assert writer.flush() == 250_000
@@ -296,3 +313,22 @@ def test_exception_inside_the_block_keeps_its_identity(qdb: QuestDB) -> None:
     with pytest.raises(KeyError) as err:
         use_writer()
     assert any("while closing the writer" in note for note in err.value.__notes__)
+
+
+def test_pipelined_slices_arrive_complete_and_in_order(qdb: QuestDB) -> None:
+    settings = fresh(qdb)
+    batch = exact_batch(250_000, days=2, seed=21)
+    with TradeWriter.from_settings(settings, batch_rows=50_000, max_in_flight=1) as writer:
+        writer.write(batch.take(slice(0, 125_000)))
+        writer.write(batch.take(slice(125_000, None)))
+    assert writer.stats.flushes >= 3 and writer.stats.rows_confirmed == 250_000
+    assert visible(qdb, settings.table("trades")) == (250_000, float(batch.price.sum()), float(batch.quantity.sum()))
+
+
+def test_per_row_api_is_flushed_by_interval(qdb: QuestDB) -> None:
+    settings = fresh(qdb)
+    with TradeWriter.from_settings(settings, batch_rows=1_000_000, flush_interval=0.2) as writer:
+        for t in exact_batch(10, seed=4).to_trades():
+            writer.write_trade(t)
+        wait_for(lambda: writer.stats.rows_confirmed == 10)
+        assert writer.pending_rows == 0
