@@ -87,6 +87,7 @@ class TableWriter:
         self._sealed: deque[tuple[Any, int]] = deque()
         self._free: list[Any] = []
         self._error: FlushError | None = None
+        self._in_flight = False  # the flusher is sending the head of _sealed (outside the lock)
         self._last_flush = time.monotonic()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -243,6 +244,8 @@ class TableWriter:
     def discard_pending(self) -> int:
         """Drop every unconfirmed row on purpose (after the caller saved them elsewhere)."""
         with self._produce, self._cond:
+            while self._in_flight:  # never clear a buffer the flusher is sending
+                self._cond.wait()
             rows = self.pending_rows
             for buf, _ in self._sealed:
                 buf.clear()
@@ -294,6 +297,7 @@ class TableWriter:
                 while True:
                     if self._sealed and self._error is None:
                         buf, rows = self._sealed[0]
+                        self._in_flight = True
                         break
                     if self._stop:
                         return
@@ -310,6 +314,7 @@ class TableWriter:
                     self._cond.wait(tick)
             error = self._send(buf, rows)  # outside the lock: the caller keeps encoding meanwhile
             with self._cond:
+                self._in_flight = False
                 self._confirmed_locked(error)
 
 

@@ -332,3 +332,21 @@ def test_per_row_api_is_flushed_by_interval(qdb: QuestDB) -> None:
             writer.write_trade(t)
         wait_for(lambda: writer.stats.rows_confirmed == 10)
         assert writer.pending_rows == 0
+
+
+def test_discard_pending_drops_everything_unconfirmed(qdb: QuestDB) -> None:
+    settings = scoped_settings(qdb.new_prefix())  # not migrated: flushes fail, rows pile up
+    writer = TradeWriter.from_settings(settings, batch_rows=100, max_in_flight=1).open()
+    try:
+        writer.write(exact_batch(350))  # one sealed buffer: its failure arrives asynchronously
+        wait_for(lambda: writer.last_error is not None)
+        assert writer.pending_rows == 350
+        assert writer.discard_pending() == 350
+        assert writer.pending_rows == 0 and writer.last_error is None
+        with qdb.conn() as conn:
+            migrate(conn, settings)
+        writer.write(exact_batch(5, id_prefix="after"))
+        assert writer.flush() == 5
+    finally:
+        writer.close()
+    assert visible(qdb, settings.table("trades"))[0] == 5
