@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import questdb
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..connectors import SyntheticMarket
 from ..ingest import TradeWriter
 from ..ingest.ilp import writer_conf
@@ -83,14 +83,7 @@ class InsertResult:
 
 def _fresh_tables(settings: Settings, prefix: str) -> Settings:
     """Drop and re-create the prefixed tables; returns settings pointing at them."""
-    scoped = load_settings(
-        overrides={
-            "questdb": {k: getattr(settings.questdb, k) for k in ("host", "http_port", "pg_port", "user", "password")},
-            "ingest": {"client_conf": settings.ingest.client_conf},
-            "schema": {"table_prefix": prefix, "ttl_days": settings.schema.ttl_days},
-        },
-        env={},
-    )
+    scoped = replace(settings, schema=replace(settings.schema, table_prefix=prefix))
     with connect(scoped) as conn:
         for name in ("trades", "exchange_health", "listing_events", "schema_migrations"):
             queries.drop_table(conn, scoped.table(name))
