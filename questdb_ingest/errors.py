@@ -1,16 +1,16 @@
 """One exception tree for the whole package, so callers can catch exactly what they mean.
 
 PumpwatchError
-├── ConfigError                 invalid setting; names the offending key
-├── ValidationError             a trade/event field is out of bounds; names field and value
-├── QuestDBServerError          the local QuestDB process (install, start, stop)
-│   └── QuestDBNotInstalledError     the pinned jar or a suitable JDK is missing
-├── MigrationError              schema migrations
-│   └── MigrationChecksumError  an applied migration file was edited afterwards
-└── WriteError                  ILP writes
-    └── FlushError              a flush did not reach a confirmed commit; rows are kept
-        ├── FlushRejectedError  the server answered and refused the data (its message attached)
-        └── FlushTransportError QuestDB could not be reached or timed out (retryable)
+├── ConfigError                   invalid setting; names the offending key
+├── ValidationError               a trade/event field is out of bounds; names field and value
+├── QuestDBServerError            the local QuestDB process (install, start, stop)
+│   └── QuestDBNotInstalledError  the pinned jar or a suitable JDK is missing
+├── MigrationError                schema migrations
+│   └── MigrationChecksumError    an applied migration file was edited afterwards
+└── WriteError                    ILP writes
+    └── FlushError                a flush did not reach a confirmed commit; rows are kept
+        ├── FlushRejectedError    the server answered and refused the data (its message attached)
+        └── FlushTransportError   QuestDB could not be reached or timed out (retryable)
 """
 
 from __future__ import annotations
