@@ -48,6 +48,25 @@ class IngestSettings:
     request_timeout_ms: int = 30_000
 
 
+FSYNC_POLICIES = ("always", "segment", "never")
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    """The sharded sender: worker processes, retry/backoff, queue bounds and the durable spool."""
+
+    workers: int = 0  # 0 = one per CPU core
+    max_queue_rows: int = 400_000  # per shard, unconfirmed rows held by the router
+    spool_dir: str = ".spool"
+    spool_max_bytes: int = 8 << 30
+    spool_segment_bytes: int = 64 << 20
+    spool_fsync: str = "always"
+    spool_after: float = 5.0  # seconds of failed flushes before unconfirmed batches go to the spool
+    retry_initial: float = 0.1
+    retry_max: float = 5.0
+    restart_backoff_max: float = 10.0
+
+
 @dataclass(frozen=True)
 class SchemaSettings:
     """Parameters substituted into the schema migrations."""
@@ -63,6 +82,7 @@ class Settings:
 
     questdb: QuestDBSettings = field(default_factory=QuestDBSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    sender: SenderSettings = field(default_factory=SenderSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
 
     def client_conf(self) -> str:
@@ -88,6 +108,7 @@ class Settings:
 _SECTIONS: dict[str, type[Any]] = {
     "questdb": QuestDBSettings,
     "ingest": IngestSettings,
+    "sender": SenderSettings,
     "schema": SchemaSettings,
 }
 
@@ -144,10 +165,31 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ingest.request_timeout_ms", "must be >= 1")
     if i.client_conf and "::" not in i.client_conf:
         raise ConfigError("ingest.client_conf", "expected '<protocol>::key=value;...'")
+    _validate_sender(s.sender)
     if not 1 <= sc.ttl_days <= 36500:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
         raise ConfigError("schema.table_prefix", f"must be a SQL identifier prefix, got {sc.table_prefix!r}")
+
+
+def _validate_sender(se: SenderSettings) -> None:
+    if not 0 <= se.workers <= 256:
+        raise ConfigError("sender.workers", f"must be in 0..256 (0 = one per core), got {se.workers}")
+    if se.max_queue_rows < 1:
+        raise ConfigError("sender.max_queue_rows", f"must be >= 1, got {se.max_queue_rows}")
+    if not se.spool_dir:
+        raise ConfigError("sender.spool_dir", "must not be empty")
+    if se.spool_segment_bytes < 4096:
+        raise ConfigError("sender.spool_segment_bytes", f"must be >= 4096, got {se.spool_segment_bytes}")
+    if se.spool_max_bytes < se.spool_segment_bytes:
+        raise ConfigError("sender.spool_max_bytes", "must be >= sender.spool_segment_bytes")
+    if se.spool_fsync not in FSYNC_POLICIES:
+        raise ConfigError("sender.spool_fsync", f"must be one of {', '.join(FSYNC_POLICIES)}, got {se.spool_fsync!r}")
+    for name in ("spool_after", "retry_initial", "retry_max", "restart_backoff_max"):
+        if not 0 < getattr(se, name) <= 3600:
+            raise ConfigError(f"sender.{name}", f"must be in (0, 3600] seconds, got {getattr(se, name)}")
+    if se.retry_max < se.retry_initial:
+        raise ConfigError("sender.retry_max", "must be >= sender.retry_initial")
 
 
 def load_settings(

@@ -10,7 +10,13 @@ PumpwatchError
 └── WriteError                    ILP writes
     └── FlushError                a flush did not reach a confirmed commit; rows are kept
         ├── FlushRejectedError    the server answered and refused the data (its message attached)
-        └── FlushTransportError   QuestDB could not be reached or timed out (retryable)
+        ├── FlushTransportError   QuestDB could not be reached or timed out (retryable)
+        └── SenderError           the sharded sender (router, workers, spool)
+            ├── SenderClosedError     a batch was submitted after close()
+            ├── BackpressureTimeoutError  submit() waited longer than its timeout; the batch was not taken
+            ├── TransportUnsupportedError  the server does not speak the chosen transport
+            └── SpoolError            the durable spool
+                └── SpoolFullError    the spool reached spool_max_bytes; the record was not taken
 """
 
 from __future__ import annotations
@@ -90,3 +96,37 @@ class FlushRejectedError(FlushError):
 
 class FlushTransportError(FlushError):
     """QuestDB could not be reached, or did not answer in time; a retry may succeed."""
+
+
+class SenderError(WriteError):
+    """The sharded sender could not take or deliver a batch; the message says where the rows are."""
+
+
+class SenderClosedError(SenderError):
+    """``submit`` after ``close``: the sender no longer takes rows (the caller still has them)."""
+
+
+class BackpressureTimeoutError(SenderError):
+    """``submit`` waited ``timeout`` seconds for queue space; the batch was not taken."""
+
+
+class TransportUnsupportedError(SenderError):
+    """The QuestDB server does not accept the selected ingestion transport."""
+
+
+class SpoolError(SenderError):
+    """The local durable spool could not store or read a record."""
+
+
+class SpoolFullError(SpoolError):
+    """The spool reached its size bound; the record was not written (and stays in memory)."""
+
+    def __init__(self, directory: str, size: int, limit: int, needed: int) -> None:
+        super().__init__(
+            f"spool {directory} is full: {size:,} of {limit:,} bytes used, {needed:,} more needed; "
+            "rows stay queued in memory and producers are slowed until QuestDB is back or the bound "
+            "(sender.spool_max_bytes) is raised"
+        )
+        self.directory = directory
+        self.size = size
+        self.limit = limit

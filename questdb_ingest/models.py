@@ -48,8 +48,8 @@ class HealthStatus(StrEnum):
     ERROR = "error"
 
 
-_SIDES = frozenset(s.value for s in Side)
-_MARKETS = frozenset(m.value for m in MarketType)
+SIDES = frozenset(s.value for s in Side)
+MARKET_TYPES = frozenset(m.value for m in MarketType)
 _STATUSES = frozenset(s.value for s in HealthStatus)
 
 
@@ -107,8 +107,8 @@ class HealthEvent(msgspec.Struct, frozen=True, kw_only=True):
         _check_ts("ts_ns", self.ts_ns, now)
         _check_text("exchange", self.exchange)
         _check_text("market_type", self.market_type)
-        if self.market_type not in _MARKETS:
-            raise ValidationError("market_type", self.market_type, f"must be one of {sorted(_MARKETS)}")
+        if self.market_type not in MARKET_TYPES:
+            raise ValidationError("market_type", self.market_type, f"must be one of {sorted(MARKET_TYPES)}")
         if self.status not in _STATUSES:
             raise ValidationError("status", self.status, f"must be one of {sorted(_STATUSES)}")
         if self.last_trade_ns is not None:
@@ -268,6 +268,15 @@ class TradeBatch:
         """Raise ``ValidationError`` for the first bad value (field, value, row); return self."""
         if len(self) == 0:
             return self
+        self.validate_numbers(now)
+        _check_members("side", self.side, SIDES)
+        _check_members("market_type", self.market_type, MARKET_TYPES)
+        for name in ("exchange", "symbol", "trade_id"):
+            _check_nonempty(name, getattr(self, name))
+        return self
+
+    def validate_numbers(self, now: int | None = None) -> None:
+        """The numeric half of ``validate`` (prices, quantities, timestamps), vectorised."""
         now = now_ns() if now is None else now
         for name in ("price", "quantity"):
             col = getattr(self, name)
@@ -279,11 +288,6 @@ class TradeBatch:
         if ts_bad.any():
             row = int(np.argmax(ts_bad))
             _check_ts("ts_ns", int(self.ts_ns[row]), now, row)
-        _check_members("side", self.side, _SIDES)
-        _check_members("market_type", self.market_type, _MARKETS)
-        for name in ("exchange", "symbol", "trade_id"):
-            _check_nonempty(name, getattr(self, name))
-        return self
 
     def to_frame(self) -> pd.DataFrame:
         """A pandas frame shaped for ``Buffer.dataframe`` without copying the columns.

@@ -47,7 +47,8 @@ class WriterStats:
     last_flush_seconds: float = 0.0
 
 
-def _classify(table: str, rows: int, exc: questdb.QuestDBError) -> FlushError:
+def classify_flush_error(table: str, rows: int, exc: questdb.QuestDBError) -> FlushError:
+    """Rejected (the server refused the data) or transport (retry may succeed), from the client code."""
     code = getattr(getattr(exc, "code", None), "name", "")
     cls = FlushRejectedError if code in _REJECTED_CODES else FlushTransportError
     return cls(table, rows, str(exc))
@@ -265,7 +266,7 @@ class TableWriter:
         try:
             self._sender.flush(buf, clear=False)
         except questdb.QuestDBError as exc:
-            return _classify(self.table, rows, exc)
+            return classify_flush_error(self.table, rows, exc)
         self.stats.last_flush_seconds = time.perf_counter() - started
         return None
 

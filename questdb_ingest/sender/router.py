@@ -1,0 +1,459 @@
+"""The sharded sender: a router in the producer's process and N worker processes.
+
+``submit`` validates and splits a ``TradeBatch`` by (exchange, symbol) into per-shard Arrow
+payloads and queues them; one thread per shard hands them to its worker over a pipe, another
+reads the worker's acknowledgements. A payload stays in the router until its worker says it was
+confirmed by QuestDB or written to the spool, so a worker that dies loses nothing: the supervisor
+starts a new one and everything unacknowledged is sent again (DEDUP keys absorb repeats).
+Queues are bounded per shard in rows; a full queue blocks ``submit`` (backpressure) and, with a
+timeout, raises ``BackpressureTimeoutError`` naming the cause. Nothing is ever discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Self
+
+import pyarrow as pa
+
+from ..config import Settings
+from ..errors import BackpressureTimeoutError, SenderClosedError, SenderError
+from ..models import TradeBatch
+from .codec import ShardRouter
+from .histogram import Histogram
+from .metrics import SenderMetrics, build_metrics
+from .sinks import transport_conf
+from .worker import WorkerConfig, worker_main
+
+log = logging.getLogger(__name__)
+
+# Submitted batches are split in chunks of this many rows so workers start while the rest encodes.
+CHUNK_ROWS = 100_000
+_CUMULATIVE = ("rows_in", "rows_confirmed", "rows_spooled", "rows_dead", "rows_retried", "failed_flushes", "flushes")
+
+
+@dataclass
+class _Part:
+    batch_id: int
+    rows: int
+    exchange_rows: dict[str, int]
+    payload: pa.Buffer
+    submitted: float
+    sends: int = 0
+
+
+@dataclass
+class _Shard:
+    index: int
+    pending: deque[_Part] = field(default_factory=deque)
+    queued_rows: int = 0
+    next_send: int = 0
+    generation: int = 0
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    receiver: threading.Thread | None = None
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, Any] = field(default_factory=dict)  # cumulative counters of dead incarnations
+    restarts: int = 0
+    restart_at: float = 0.0
+    restart_delay: float = 0.0
+    started_at: float = 0.0
+    said_bye: bool = False
+    shutdown_sent: bool = False
+    fatal: str = ""
+    seen_hello: bool = False
+    restarting: bool = False
+
+
+class ShardedSender:
+    """Router + supervised worker processes; use as a context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int | None = None,
+        transport: str = "http",
+        conf: str | None = None,
+        table: str | None = None,
+        allow_unconfirmed: bool = False,
+        worker_log_level: int = logging.WARNING,
+    ) -> None:
+        se = settings.sender
+        self.workers = workers or se.workers or os.cpu_count() or 1
+        self.transport = transport
+        self.conf = conf or transport_conf(settings, transport)
+        if self.conf.startswith("tcp") and not allow_unconfirmed:
+            raise SenderError("ILP/TCP has no acknowledgements, so the sender cannot confirm rows; use http (or ws)")
+        self.table = table or settings.table("trades")
+        self.max_queue_rows = se.max_queue_rows
+        self._restart_backoff_max = se.restart_backoff_max
+        self._config = WorkerConfig(
+            shard=0,
+            conf=self.conf,
+            table=self.table,
+            batch_rows=settings.ingest.batch_rows,
+            flush_interval=settings.ingest.flush_interval,
+            spool_dir=se.spool_dir,
+            spool_max_bytes=se.spool_max_bytes,
+            spool_segment_bytes=se.spool_segment_bytes,
+            spool_fsync=se.spool_fsync,
+            spool_after=se.spool_after,
+            retry_initial=se.retry_initial,
+            retry_max=se.retry_max,
+            log_level=worker_log_level,
+        )
+        self._ctx = multiprocessing.get_context("spawn")
+        self._router = ShardRouter(self.workers)
+        self._shards = [_Shard(i) for i in range(self.workers)]
+        self._cond = threading.Condition()
+        self._next_id = 0
+        self._closing = False
+        self._stopped = False
+        self._threads: list[threading.Thread] = []
+        self._fatal: SenderError | None = None
+        self.started_at = 0.0
+        # The books (exact, kept by the router): rows per exchange.
+        self.received: dict[str, int] = {}
+        self.sent: dict[str, int] = {}
+        self.resent_rows = 0
+        self.confirmed: dict[str, int] = {}
+        self.spooled: dict[str, int] = {}
+        self.dead_lettered: dict[str, int] = {}
+        self.recovered_rows = 0
+        self.backpressure_waits = 0
+        self.backpressure_seconds = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> Self:
+        self.started_at = time.monotonic()
+        for shard in self._shards:
+            self._spawn(shard)
+        for shard in self._shards:
+            t = threading.Thread(target=self._send_loop, args=(shard,), name=f"router-send-{shard.index}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        sup = threading.Thread(target=self._supervise, name="router-supervisor", daemon=True)
+        sup.start()
+        self._threads.append(sup)
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _spawn(self, shard: _Shard) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        config = replace(self._config, shard=shard.index)
+        process = self._ctx.Process(target=worker_main, args=(config, child), name=f"pumpwatch-sender-{shard.index}")
+        process.start()
+        child.close()
+        with self._cond:
+            shard.generation += 1
+            shard.process, shard.conn = process, parent
+            shard.next_send = 0  # everything unacknowledged goes to the new worker, in order
+            shard.said_bye = shard.shutdown_sent = shard.restarting = False
+            shard.started_at = time.monotonic()
+            shard.receiver = threading.Thread(
+                target=self._receive_loop, args=(shard, parent, shard.generation), name=f"router-recv-{shard.index}"
+            )
+            shard.receiver.daemon = True
+            shard.receiver.start()
+            self._cond.notify_all()
+
+    def worker_pids(self) -> list[int]:
+        return [s.process.pid or 0 if s.process else 0 for s in self._shards]
+
+    # -- intake -----------------------------------------------------------------------------
+    def submit(self, batch: TradeBatch, *, timeout: float | None = None) -> None:
+        """Take ``batch`` (validated first: ``ValidationError`` and nothing is taken).
+
+        Blocks while the target shards' queues are full. With ``timeout``, raises
+        ``BackpressureTimeoutError`` once it has waited that long; its ``accepted_rows`` says how many
+        leading rows (whole chunks) were taken before that."""
+        if self._closing:
+            raise SenderClosedError("the sender is closed; the batch was not taken")
+        self._raise_fatal()
+        chunks = [
+            self._router.split(batch.take(slice(i, i + CHUNK_ROWS)) if len(batch) > CHUNK_ROWS else batch)
+            for i in range(0, len(batch), CHUNK_ROWS)
+        ]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        accepted = 0
+        for parts in chunks:
+            self._enqueue(parts, deadline, accepted)
+            accepted += sum(p.rows for p in parts)
+
+    def _enqueue(self, parts: list[Any], deadline: float | None, accepted: int) -> None:
+        with self._cond:
+            waited_from = None
+            while not all(self._fits(self._shards[p.shard], p.rows) for p in parts):
+                if waited_from is None:
+                    waited_from = time.monotonic()
+                    self.backpressure_waits += 1
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.backpressure_seconds += time.monotonic() - waited_from
+                    raise self._timeout_error(accepted)
+                self._raise_fatal()
+                self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+            if waited_from is not None:
+                self.backpressure_seconds += time.monotonic() - waited_from
+            now = time.monotonic()
+            for p in parts:
+                shard = self._shards[p.shard]
+                self._next_id += 1
+                shard.pending.append(_Part(self._next_id, p.rows, p.exchange_rows, p.payload, now))
+                shard.queued_rows += p.rows
+                _add(self.received, p.exchange_rows)
+            self._cond.notify_all()
+
+    def _fits(self, shard: _Shard, rows: int) -> bool:
+        return shard.queued_rows == 0 or shard.queued_rows + rows <= self.max_queue_rows
+
+    def _timeout_error(self, accepted: int) -> BackpressureTimeoutError:
+        alarms = [s.snapshot.get("alarm", "") for s in self._shards if s.snapshot.get("alarm")]
+        full = [f"shard {s.index}: {s.queued_rows:,} rows" for s in self._shards if s.queued_rows]
+        cause = f"; {alarms[0]}" if alarms else ""
+        err = BackpressureTimeoutError(
+            f"queues full ({', '.join(full)}; max {self.max_queue_rows:,} per shard){cause}; "
+            f"{accepted:,} leading rows were taken, the rest were not"
+        )
+        err.accepted_rows = accepted  # type: ignore[attr-defined]
+        return err
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    # -- router threads ---------------------------------------------------------------------
+    def _send_loop(self, shard: _Shard) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and (
+                    shard.conn is None or shard.next_send >= len(shard.pending) or shard.said_bye
+                ):
+                    self._cond.wait(0.5)
+                if self._stopped:
+                    return
+                part = shard.pending[shard.next_send]
+                shard.next_send += 1
+                part.sends += 1
+                conn, generation = shard.conn, shard.generation
+            assert conn is not None
+            try:
+                with shard.send_lock:
+                    conn.send(("batch", part.batch_id))
+                    conn.send_bytes(part.payload)
+            except OSError:
+                with self._cond:  # the worker died; wait for the supervisor to start the next one
+                    while not self._stopped and shard.generation == generation:
+                        self._cond.wait(0.5)
+                continue
+            with self._cond:
+                if part.sends > 1:
+                    self.resent_rows += part.rows
+                _add(self.sent, part.exchange_rows)
+
+    def _receive_loop(self, shard: _Shard, conn: Connection, generation: int) -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
+            kind, *args = msg
+            snapshot = args[-1]
+            with self._cond:
+                if generation != shard.generation:
+                    return
+                if snapshot:
+                    shard.snapshot = snapshot
+                if kind == "hello" and not shard.seen_hello:
+                    shard.seen_hello = True
+                    self.recovered_rows += int(snapshot.get("spool_rows", 0))
+                elif kind == "ack":
+                    self._acked(shard, args[0], args[1])
+                elif kind == "bye":
+                    shard.said_bye = True
+                elif kind == "fatal":
+                    shard.fatal = args[0]
+                    self._fatal = SenderError(f"worker {shard.index} stopped: {args[0]}")
+                    log.error("sender worker %d: %s", shard.index, args[0])
+                self._cond.notify_all()
+
+    def _acked(self, shard: _Shard, batch_ids: list[int], kind: str) -> None:
+        book = {"confirmed": self.confirmed, "spooled": self.spooled, "dead": self.dead_lettered}[kind]
+        for batch_id in batch_ids:
+            if not shard.pending or shard.pending[0].batch_id != batch_id:
+                # A repeat from before a restart: already booked.
+                if not any(p.batch_id == batch_id for p in shard.pending):
+                    continue
+                log.error("shard %d: out-of-order ack for batch %d", shard.index, batch_id)
+                while shard.pending[0].batch_id != batch_id:
+                    shard.pending.rotate(-1)
+            part = shard.pending.popleft()
+            shard.next_send = max(shard.next_send - 1, 0)
+            shard.queued_rows -= part.rows
+            _add(book, part.exchange_rows)
+
+    def _supervise(self) -> None:
+        while not self._stopped:
+            for shard in self._shards:
+                process = shard.process
+                if process is None or process.is_alive():
+                    continue
+                self._reap(shard, process)
+            time.sleep(0.05)
+
+    def _reap(self, shard: _Shard, process: BaseProcess) -> None:
+        process.join()
+        if shard.receiver is not None:
+            shard.receiver.join(timeout=5)
+        with self._cond:
+            if shard.process is not process:
+                return
+            _fold(shard)
+            shard.conn = None
+            shard.process = None
+            clean = shard.said_bye and not shard.pending
+            self._cond.notify_all()
+            if shard.fatal or (self._closing and clean) or self._stopped:
+                return
+            now = time.monotonic()
+            shard.restart_delay = (
+                0.2
+                if now - shard.started_at > 30
+                else min(max(shard.restart_delay * 2, 0.2), self._restart_backoff_max)
+            )
+            shard.restart_at = now + shard.restart_delay
+            shard.restarts += 1
+            shard.restarting = True
+        log.error(
+            "sender worker %d (pid %s) exited with %s; restarting in %.1fs and re-sending %d unacknowledged row(s)",
+            shard.index,
+            process.pid,
+            process.exitcode,
+            shard.restart_delay,
+            shard.queued_rows,
+        )
+        while time.monotonic() < shard.restart_at and not self._stopped:
+            time.sleep(0.05)
+        if self._stopped:
+            with self._cond:
+                shard.restarting = False
+                self._cond.notify_all()
+        else:
+            self._spawn(shard)
+
+    # -- draining ---------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted row is confirmed or spooled; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while any(s.pending for s in self._shards):
+                self._raise_fatal()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+        return True
+
+    def close(self, timeout: float | None = None) -> SenderMetrics:
+        """Stop intake, let every worker flush (or spool) what it holds and exit; return the books.
+
+        Raises ``SenderError`` if rows are left only in memory (e.g. the spool is full and QuestDB
+        is down) once ``timeout`` has passed."""
+        if self._stopped:
+            return self.metrics()
+        self._closing = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for shard in self._shards:
+                    handed_over = shard.next_send >= len(shard.pending)
+                    if shard.conn is not None and handed_over and not shard.shutdown_sent:
+                        self._send_shutdown(shard)
+                done = all(s.process is None and not s.restarting for s in self._shards)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if done or (remaining is not None and remaining <= 0):
+                    break
+                self._cond.wait(0.2 if remaining is None else min(remaining, 0.2))
+            self._stopped = True
+            self._cond.notify_all()
+        for shard in self._shards:
+            if shard.process is not None:
+                shard.process.join(timeout=30)
+                if shard.process.is_alive():
+                    shard.process.kill()
+        for t in self._threads:
+            t.join(timeout=5)
+        metrics = self.metrics()
+        left = sum(s.queued_rows for s in self._shards)
+        if left:
+            raise SenderError(
+                f"{left:,} row(s) were neither confirmed by QuestDB nor written to the spool before the sender "
+                f"stopped{'; ' + self._fatal.args[0] if self._fatal else ''}"
+            )
+        return metrics
+
+    def _send_shutdown(self, shard: _Shard) -> None:
+        conn = shard.conn
+        assert conn is not None
+        shard.shutdown_sent = True
+        try:
+            with shard.send_lock:
+                conn.send(("shutdown",))
+        except OSError:
+            pass  # died meanwhile: the supervisor restarts it and we ask again
+
+    # -- metrics ----------------------------------------------------------------------------
+    def metrics(self) -> SenderMetrics:
+        with self._cond:
+            return build_metrics(self)
+
+    def shard_views(self) -> Iterator[tuple[_Shard, dict[str, Any]]]:
+        """Each shard with its cumulative worker counters (all incarnations); caller holds the lock."""
+        for shard in self._shards:
+            yield shard, _cumulative(shard)
+
+
+def _add(book: dict[str, int], rows: dict[str, int]) -> None:
+    for key, n in rows.items():
+        book[key] = book.get(key, 0) + n
+
+
+def _fold(shard: _Shard) -> None:
+    """A worker incarnation ended: keep its cumulative counters."""
+    shard.previous = _cumulative(shard)
+    shard.snapshot = {
+        k: v for k, v in shard.snapshot.items() if k not in (*_CUMULATIVE, "replayed", "flush_ms", "delay_ms")
+    }
+
+
+def _cumulative(shard: _Shard) -> dict[str, Any]:
+    cur, prev = shard.snapshot, shard.previous
+    out: dict[str, Any] = {k: int(cur.get(k, 0)) + int(prev.get(k, 0)) for k in _CUMULATIVE}
+    replayed = dict(prev.get("replayed", {}))
+    _add(replayed, cur.get("replayed", {}))
+    out["replayed"] = replayed
+    flush = Histogram.from_dict(prev["flush_ms"]) if "flush_ms" in prev else Histogram()
+    if "flush_ms" in cur:
+        flush.merge(Histogram.from_dict(cur["flush_ms"]))
+    out["flush_ms"] = flush.to_dict()
+    delay: dict[str, Histogram] = {ex: Histogram.from_dict(h) for ex, h in prev.get("delay_ms", {}).items()}
+    for ex, h in cur.get("delay_ms", {}).items():
+        delay.setdefault(ex, Histogram()).merge(Histogram.from_dict(h))
+    out["delay_ms"] = {ex: h.to_dict() for ex, h in delay.items()}
+    return out

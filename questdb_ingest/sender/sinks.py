@@ -1,0 +1,162 @@
+"""Transports a worker writes through: ILP/HTTP (confirmed), QWP/WebSocket (confirmed), ILP/TCP (not).
+
+A sink gathers decoded batches and sends them as one request on ``send()``; it keeps them until
+``send()`` succeeds, so a failed send can be retried unchanged or moved to the spool.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import questdb
+
+from ..config import Settings
+from ..errors import ConfigError, FlushTransportError, TransportUnsupportedError
+from ..ingest.ilp import parse_conf, writer_conf
+from ..ingest.writer import classify_flush_error
+from ..models import TRADE_SYMBOL_COLUMNS
+from .codec import Decoded
+
+TRANSPORTS = ("http", "ws", "tcp")
+_SYMBOLS = list(TRADE_SYMBOL_COLUMNS)
+
+
+def transport_conf(settings: Settings, transport: str) -> str:
+    """Client configuration for ``transport`` against the configured QuestDB."""
+    q = settings.questdb
+    if transport == "http":
+        conf = settings.client_conf()
+        if parse_conf(conf)[0] not in ("http", "https"):
+            raise ConfigError("ingest.client_conf", "transport http needs an http:: or https:: client conf")
+        return conf
+    if transport == "ws":
+        return f"ws::addr={q.host}:{q.http_port};"
+    if transport == "tcp":
+        return f"tcp::addr={q.host}:{q.ilp_tcp_port};protocol_version=2;"
+    raise ConfigError("transport", f"must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+
+
+class Sink(Protocol):
+    confirms: bool
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def add(self, batch: Decoded) -> None: ...
+
+    def send(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class IlpSink:
+    """ILP over HTTP (answers after the commit: confirmed) or TCP (no answer: not confirmed)."""
+
+    def __init__(self, conf: str, table: str) -> None:
+        proto, _ = parse_conf(conf)
+        self.confirms = proto in ("http", "https")
+        self.table = table
+        full = writer_conf(conf) if self.confirms else conf
+        try:
+            self._sender = questdb.Sender.from_conf(full)
+            self._sender.establish()  # type: ignore[no-untyped-call]
+        except questdb.QuestDBError as exc:
+            raise FlushTransportError(table, 0, f"cannot open ILP sender: {exc}") from exc
+        self._buffer: Any = self._sender.new_buffer()
+        self._rows = 0
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._buffer)
+
+    def add(self, batch: Decoded) -> None:
+        self._buffer.dataframe(batch.frame, table_name=self.table, symbols=_SYMBOLS, at="ts")
+        self._rows += batch.rows
+
+    def send(self) -> None:
+        if not self._rows:
+            return
+        try:
+            self._sender.flush(self._buffer, clear=False)
+        except questdb.QuestDBError as exc:
+            raise classify_flush_error(self.table, self._rows, exc) from exc
+        self.discard()
+
+    def discard(self) -> None:
+        self._buffer.clear()
+        self._rows = 0
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+class WebSocketSink:
+    """QWP over WebSocket via ``questdb.connect``; ``dataframe`` returns after the commit."""
+
+    confirms = True
+
+    def __init__(self, conf: str, table: str) -> None:
+        self.table = table
+        self._conf = conf
+        self._db: Any = None
+        self._pending: list[Decoded] = []
+
+    @property
+    def rows(self) -> int:
+        return sum(b.rows for b in self._pending)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(b.frame.memory_usage(deep=False).sum()) for b in self._pending)
+
+    def _connect(self) -> Any:
+        if self._db is None:
+            try:
+                self._db = questdb.connect(self._conf)
+            except questdb.QuestDBError as exc:
+                if "upgrade failed" in str(exc) and "404" in str(exc):
+                    raise TransportUnsupportedError(
+                        f"the server at {self._conf} does not accept QWP/WebSocket ingestion (HTTP 404 on the "
+                        "upgrade); it needs QuestDB 10.0 or newer — use --transport http"
+                    ) from exc
+                raise classify_flush_error(self.table, self.rows, exc) from exc
+        return self._db
+
+    def add(self, batch: Decoded) -> None:
+        self._pending.append(batch)
+
+    def send(self) -> None:
+        db = self._connect()
+        while self._pending:
+            batch = self._pending[0]
+            try:
+                db.dataframe(batch.frame, table_name=self.table, symbols=_SYMBOLS, at="ts")
+            except questdb.QuestDBError as exc:
+                raise classify_flush_error(self.table, self.rows, exc) from exc
+            self._pending.pop(0)
+
+    def discard(self) -> None:
+        self._pending.clear()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def open_sink(conf: str, table: str) -> Sink:
+    proto, _ = parse_conf(conf)
+    if proto in ("ws", "wss"):
+        return WebSocketSink(conf, table)
+    if proto in ("http", "https", "tcp", "tcps"):
+        return IlpSink(conf, table)
+    raise ConfigError("ingest.client_conf", f"unsupported protocol {proto!r}")
