@@ -5,6 +5,7 @@ Every command loads settings once (file, env, flags) so a bad key fails before a
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -272,16 +273,38 @@ def bench() -> None:
 
 @bench.command("insert")
 @click.option("--records", default=1_000_000, show_default=True)
-@click.option("--batch-rows", default=100_000, show_default=True, help="Rows per flush for both contenders.")
-@click.option("--repeat", default=3, show_default=True, help="Alternating rounds; the median is reported.")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--transport", type=click.Choice(["http", "ws", "tcp"]), default="http", show_default=True)
+@click.option("--batch-rows", default=100_000, show_default=True, help="Rows per flush for every contender.")
+@click.option("--repeat", default=3, show_default=True, help="Rotating rounds; the median is reported.")
+@click.option("--per-row/--no-per-row", default=True, show_default=True, help="Include the per-row TCP baseline.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/insert.json")
 @click.pass_context
-def bench_insert(ctx: click.Context, records: int, batch_rows: int, repeat: int, json_path: str) -> None:
-    """TradeWriter vs the raw client's Sender.dataframe, timed until count() shows every row."""
+def bench_insert(
+    ctx: click.Context,
+    records: int,
+    workers: int,
+    transport: str,
+    batch_rows: int,
+    repeat: int,
+    per_row: bool,
+    json_path: str,
+) -> None:
+    """The sharded sender vs the raw client (same transport) and a per-row f-string TCP baseline,
+    each timed until count() shows every row."""
     from .bench.insert import print_report, run_insert_benchmark
 
     settings = _settings(ctx)
-    result = run_insert_benchmark(settings, records=records, batch_rows=batch_rows, repeat=repeat, console=console)
+    result = run_insert_benchmark(
+        settings,
+        records=records,
+        batch_rows=batch_rows,
+        repeat=repeat,
+        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        transport=transport,
+        per_row=per_row,
+        console=console,
+    )
     print_report(result, console)
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(result.to_json(), encoding="utf-8")

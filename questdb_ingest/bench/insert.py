@@ -1,16 +1,19 @@
-"""Insert benchmark: ``TradeWriter`` against the raw client's ``Sender.dataframe`` in one run.
+"""Insert benchmark: the sharded sender against the raw client and a per-row baseline, in one run.
 
-Both contenders write the same synthetic trades over ILP/HTTP into identical, freshly migrated
-tables and are timed until ``count()`` shows every row (WAL applied). The raw client gets a
-ready-made DataFrame (its best case); the writer's time includes validation and conversion.
-Rounds alternate the order so neither always meets a warmer server.
+Every contender writes the same synthetic trades into identical, freshly migrated tables and is
+timed until ``count()`` shows every row (WAL applied). The raw client gets a ready-made
+DataFrame (its best case); our contenders' times include validation, sharding and IPC. Rounds
+rotate the order so no contender always meets a warmer server. The sender's worker processes are
+started before the clock starts (a service starts them once).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -20,15 +23,19 @@ from rich.table import Table
 
 from ..config import Settings
 from ..connectors import SyntheticMarket
+from ..errors import TransportUnsupportedError
 from ..ingest import TradeWriter
 from ..ingest.ilp import writer_conf
-from ..models import TRADE_SYMBOL_COLUMNS, TradeBatch
+from ..models import NO_SEQUENCE, TRADE_SYMBOL_COLUMNS, TradeBatch
+from ..sender import ShardedSender
+from ..sender.sinks import transport_conf
 from ..store import queries
 from ..store.migrations import migrate
 from ..store.pg import connect
 from .machine import machine_info
 
-CONTENDERS = ("raw Sender.dataframe", "TradeWriter")
+RAW = "raw client"
+PER_ROW = "per-row f-string (tcp)"
 
 
 @dataclass
@@ -47,41 +54,49 @@ class Round:
 class InsertResult:
     records: int
     batch_rows: int
+    workers: int
+    transport: str
+    contenders: list[str]
     rounds: list[Round]
+    skipped: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
 
     def median(self, contender: str, attr: str = "visible_s") -> float:
         return float(statistics.median(getattr(r, attr) for r in self.rounds if r.contender == contender))
 
-    @property
-    def ratio(self) -> float:
-        """Writer throughput as a fraction of the raw client's (>= 0.9 is the target)."""
-        return self.median(CONTENDERS[0]) / self.median(CONTENDERS[1])
+    def ratio(self, contender: str) -> float:
+        """Throughput of ``contender`` as a multiple of the raw client's (>= 0.9 is the sender's target)."""
+        return self.median(self.contenders[0]) / self.median(contender)
 
-    def to_json(self) -> str:
-        summary = {
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
             c: {
                 "median_send_s": self.median(c, "send_s"),
                 "median_visible_s": self.median(c),
                 "rows_per_s": self.records / self.median(c),
+                "vs_raw": self.ratio(c),
             }
-            for c in CONTENDERS
+            for c in self.contenders
         }
-        return json.dumps(
-            {
-                "benchmark": "insert",
-                "records": self.records,
-                "batch_rows": self.batch_rows,
-                "machine": self.machine,
-                "summary": summary,
-                "writer_vs_raw": self.ratio,
-                "rounds": [asdict(r) | {"rows_per_s": r.rows_per_s} for r in self.rounds],
-            },
-            indent=2,
-        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": "insert",
+            "records": self.records,
+            "batch_rows": self.batch_rows,
+            "workers": self.workers,
+            "transport": self.transport,
+            "machine": self.machine,
+            "summary": self.summary(),
+            "skipped": self.skipped,
+            "rounds": [asdict(r) | {"rows_per_s": r.rows_per_s} for r in self.rounds],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
 
 
-def _fresh_tables(settings: Settings, prefix: str) -> Settings:
+def fresh_tables(settings: Settings, prefix: str) -> Settings:
     """Drop and re-create the prefixed tables; returns settings pointing at them."""
     scoped = replace(settings, schema=replace(settings.schema, table_prefix=prefix))
     with connect(scoped) as conn:
@@ -93,65 +108,186 @@ def _fresh_tables(settings: Settings, prefix: str) -> Settings:
 
 def _finish(settings: Settings, table: str, started: float, sent_at: float, rows: int, contender: str) -> Round:
     with connect(settings) as conn:
-        queries.wait_visible(conn, table, timeout=300)
+        deadline = time.monotonic() + 300
+        while True:  # ILP/TCP has no commit answer: wait for the rows themselves
+            queries.wait_visible(conn, table, timeout=300)
+            count, _, _ = queries.table_totals(conn, table)
+            if count >= rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         visible_at = time.perf_counter()
-        count, _, _ = queries.table_totals(conn, table)
     if count != rows:
         raise AssertionError(f"{contender}: {count} rows visible, expected {rows}")
     return Round(contender, sent_at - started, visible_at - started, rows)
 
 
-def _run_raw(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
-    scoped = _fresh_tables(settings, "bench_raw_")
-    table = scoped.table("trades")
-    frame = batch.to_frame()
-    conf = writer_conf(settings.client_conf()).replace("auto_flush=off;", "")
-    conf += f"auto_flush_rows={batch_rows};auto_flush_interval=off;"
-    started = time.perf_counter()
-    with questdb.Sender.from_conf(conf) as sender:
-        sender.dataframe(frame, table_name=table, symbols=list(TRADE_SYMBOL_COLUMNS), at="ts")
-        sender.flush()
-    sent_at = time.perf_counter()
-    return _finish(scoped, table, started, sent_at, len(batch), CONTENDERS[0])
+Runner = Callable[[Settings, TradeBatch, int], Round]
 
 
-def _run_writer(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
-    scoped = _fresh_tables(settings, "bench_writer_")
+def _raw_runner(transport: str) -> Runner:
+    def run(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
+        scoped = fresh_tables(settings, "bench_raw_")
+        table = scoped.table("trades")
+        frame = batch.to_frame()
+        symbols = list(TRADE_SYMBOL_COLUMNS)
+        started = time.perf_counter()
+        if transport == "ws":
+            with questdb.connect(transport_conf(settings, "ws")) as db:
+                db.dataframe(frame, table_name=table, symbols=symbols, at="ts")
+        else:
+            conf = transport_conf(settings, transport)
+            if transport == "http":
+                conf = writer_conf(conf).replace("auto_flush=off;", "")
+            conf += f"auto_flush_rows={batch_rows};auto_flush_interval=off;"
+            with questdb.Sender.from_conf(conf) as sender:
+                sender.dataframe(frame, table_name=table, symbols=symbols, at="ts")
+                sender.flush()
+        sent_at = time.perf_counter()
+        return _finish(scoped, table, started, sent_at, len(batch), f"{RAW} ({transport})")
+
+    return run
+
+
+def _sender_runner(transport: str, workers: int) -> Runner:
+    def run(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
+        scoped = fresh_tables(settings, "bench_sender_")
+        scoped = replace(scoped, ingest=replace(scoped.ingest, batch_rows=batch_rows))
+        table = scoped.table("trades")
+        name = f"sender x{workers} ({transport})"
+        with ShardedSender(scoped, workers=workers, transport=transport, allow_unconfirmed=transport == "tcp") as snd:
+            snd.flush(timeout=120)  # workers up (their hello is in) before the clock starts
+            _wait_ready(snd)
+            started = time.perf_counter()
+            snd.submit(batch)
+            snd.flush()
+            sent_at = time.perf_counter()
+        return _finish(scoped, table, started, sent_at, len(batch), name)
+
+    return run
+
+
+def _wait_ready(snd: ShardedSender, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while any(w.state == "starting" for w in snd.metrics().per_worker):
+        if time.monotonic() > deadline:
+            raise TimeoutError("sender workers did not start")
+        time.sleep(0.05)
+
+
+def _writer_runner(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
+    scoped = fresh_tables(settings, "bench_writer_")
     table = scoped.table("trades")
     started = time.perf_counter()
     with TradeWriter(scoped.client_conf(), table, batch_rows=batch_rows) as writer:
         writer.write(batch)
     sent_at = time.perf_counter()
-    return _finish(scoped, table, started, sent_at, len(batch), CONTENDERS[1])
+    return _finish(scoped, table, started, sent_at, len(batch), "TradeWriter (http, in-process)")
+
+
+def ilp_lines(table: str, rows: list[tuple[Any, ...]]) -> list[str]:
+    """The per-row way many feed handlers write ILP: one f-string per trade (Python values in)."""
+    lines = []
+    for ts, exchange, market, symbol, price, quantity, side, trade_id, seq, recv in rows:
+        seq_field = f",sequence_number={seq}i" if seq != NO_SEQUENCE else ""
+        lines.append(
+            f"{table},exchange={exchange},market_type={market},symbol={symbol},side={side} "
+            f'price={price!r},quantity={quantity!r},trade_id="{trade_id}"{seq_field},recv_ts={recv // 1000}t {ts}\n'
+        )
+    return lines
+
+
+def _python_rows(batch: TradeBatch) -> list[tuple[Any, ...]]:
+    """Trades as the Python tuples a per-row feed handler holds (built before the clock starts)."""
+    return list(zip(*(getattr(batch, name).tolist() for name in TradeBatch.column_names()), strict=True))
+
+
+def _per_row_runner(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
+    scoped = fresh_tables(settings, "bench_rows_")
+    table = scoped.table("trades")
+    q = settings.questdb
+    rows = _python_rows(batch)
+    started = time.perf_counter()
+    with socket.create_connection((q.host, q.ilp_tcp_port)) as sock:
+        for start in range(0, len(rows), batch_rows):
+            sock.sendall("".join(ilp_lines(table, rows[start : start + batch_rows])).encode())
+    sent_at = time.perf_counter()
+    return _finish(scoped, table, started, sent_at, len(batch), PER_ROW)
+
+
+def ws_supported(settings: Settings) -> str:
+    """'' when the server accepts QWP/WebSocket ingestion, else the reason."""
+    try:
+        with questdb.connect(transport_conf(settings, "ws")):
+            return ""
+    except questdb.QuestDBError as exc:
+        if "404" in str(exc):
+            return f"QuestDB {machine_info('')['questdb']} has no QWP/WebSocket endpoint (needs >= 10.0): {exc}"
+        return str(exc)
 
 
 def run_insert_benchmark(
-    settings: Settings, *, records: int, batch_rows: int, repeat: int, console: Console | None = None
+    settings: Settings,
+    *,
+    records: int,
+    batch_rows: int,
+    repeat: int,
+    workers: int,
+    transport: str = "http",
+    per_row: bool = True,
+    in_process_writer: bool = False,
+    console: Console | None = None,
 ) -> InsertResult:
+    if transport == "ws":
+        reason = ws_supported(settings)
+        if reason:
+            raise TransportUnsupportedError(reason)
     batch = SyntheticMarket(symbols=300, seed=11).batch(records, span_ns=3_600_000_000_000)
+    runners: dict[str, Runner] = {
+        f"{RAW} ({transport})": _raw_runner(transport),
+        f"sender x{workers} ({transport})": _sender_runner(transport, workers),
+    }
+    if in_process_writer:
+        runners["TradeWriter (http, in-process)"] = _writer_runner
+    if per_row:
+        runners[PER_ROW] = _per_row_runner
+    names = list(runners)
     rounds: list[Round] = []
     for i in range(repeat):
-        order = (_run_raw, _run_writer) if i % 2 == 0 else (_run_writer, _run_raw)
-        for run in order:
-            r = run(settings, batch, batch_rows)
+        order = names[i % len(names) :] + names[: i % len(names)]
+        for name in order:
+            r = runners[name](settings, batch, batch_rows)
             rounds.append(r)
             if console:
                 console.print(
-                    f"round {i + 1}/{repeat} {r.contender:>22}: sent {r.send_s:6.2f}s, "
+                    f"round {i + 1}/{repeat} {r.contender:>30}: sent {r.send_s:6.2f}s, "
                     f"visible {r.visible_s:6.2f}s, {r.rows_per_s:>12,.0f} rows/s"
                 )
-    return InsertResult(records, batch_rows, rounds, machine_info("ILP/HTTP"))
+    for name in ("bench_raw_", "bench_sender_", "bench_writer_", "bench_rows_"):
+        _drop(settings, name)
+    return InsertResult(records, batch_rows, workers, transport, names, rounds, machine=machine_info(transport))
+
+
+def _drop(settings: Settings, prefix: str) -> None:
+    scoped = replace(settings, schema=replace(settings.schema, table_prefix=prefix))
+    with connect(scoped) as conn:
+        for name in ("trades", "exchange_health", "listing_events", "schema_migrations"):
+            queries.drop_table(conn, scoped.table(name))
 
 
 def print_report(result: InsertResult, console: Console) -> None:
-    table = Table(title=f"insert {result.records:,} trades, batch_rows={result.batch_rows:,} (median)")
+    table = Table(
+        title=f"insert {result.records:,} trades, batch_rows={result.batch_rows:,}, {result.transport} (median)"
+    )
     for col in ("contender", "send s", "visible s", "rows/s", "vs raw"):
         table.add_column(col, justify="left" if col == "contender" else "right")
-    raw = result.median(CONTENDERS[0])
-    for c in CONTENDERS:
+    for c in result.contenders:
         vis = result.median(c)
         table.add_row(
-            c, f"{result.median(c, 'send_s'):.2f}", f"{vis:.2f}", f"{result.records / vis:,.0f}", f"{raw / vis:.2f}x"
+            c,
+            f"{result.median(c, 'send_s'):.2f}",
+            f"{vis:.2f}",
+            f"{result.records / vis:,.0f}",
+            f"{result.ratio(c):.2f}x",
         )
     console.print(table)
     m = result.machine
