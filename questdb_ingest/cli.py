@@ -16,6 +16,7 @@ import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .config import Settings, load_settings
@@ -265,6 +266,81 @@ def _progress() -> Progress:
     )
 
 
+# --------------------------------------------------------------------------- load
+@main.command("load")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds to generate for.")
+@click.option("--base-rate", default=1000.0, show_default=True, help="Trades/s between pumps.")
+@click.option("--burst-rate", default=5000.0, show_default=True, help="Trades/s during a pump.")
+@click.option("--burst-every", default=60.0, show_default=True, help="Seconds between pump starts.")
+@click.option("--burst-seconds", default=10.0, show_default=True, help="Length of a pump.")
+@click.option("--symbols", default=300, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--transport", type=click.Choice(["http", "ws"]), default="http", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the final metrics here.")
+@click.pass_context
+def load(
+    ctx: click.Context,
+    duration: float,
+    base_rate: float,
+    burst_rate: float,
+    burst_every: float,
+    burst_seconds: float,
+    symbols: int,
+    workers: int,
+    transport: str,
+    json_path: str | None,
+) -> None:
+    """Synthetic load (the seed's pattern: a base rate with pumps over 12 feeds) through the
+    sharded sender into QuestDB, with a live view. SIGINT/SIGTERM stop intake, drain and exit 0."""
+    import json
+    import signal
+    import threading
+
+    from rich.live import Live
+
+    from .load import LoadPattern, run_load
+    from .sender import ShardedSender
+    from .sender.view import books_line, exchange_table, live_view, worker_table
+
+    settings = _settings(ctx)
+    pattern = LoadPattern(base_rate, burst_rate, burst_every, burst_seconds)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sender = ShardedSender(settings, workers=workers or None, transport=transport).start()
+    last = 0.0
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+
+        def refresh(stats: Any) -> None:
+            nonlocal last
+            if stats.elapsed - last >= 0.25:
+                last = stats.elapsed
+                live.update(
+                    live_view(
+                        sender.metrics(),
+                        elapsed=stats.elapsed,
+                        duration=duration,
+                        rate=stats.rate_now,
+                        submitted=stats.submitted,
+                    )
+                )
+
+        try:
+            stats = run_load(sender, pattern, duration=duration, symbols=symbols, stop=stop, on_tick=refresh)
+        finally:
+            live.update(Text("draining: flushing every queued row to QuestDB or the spool…"))
+            metrics = sender.close()
+    why = "stopped by signal" if stop.is_set() else "done"
+    console.print(f"{why}: submitted {stats.submitted:,} trades in {stats.elapsed:.1f}s")
+    console.print(exchange_table(metrics, "per exchange (final)"))
+    console.print(worker_table(metrics))
+    console.print(books_line(metrics))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        report = {"submitted": stats.submitted, "elapsed_s": stats.elapsed, "stopped_by_signal": stop.is_set()}
+        Path(json_path).write_text(json.dumps(report | {"metrics": metrics.to_dict()}, indent=2), encoding="utf-8")
+
+
 # --------------------------------------------------------------------------- bench
 @main.group()
 def bench() -> None:
@@ -306,6 +382,32 @@ def bench_insert(
         console=console,
     )
     print_report(result, console)
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+
+
+@bench.command("stream")
+@click.option("--rate", default=5000.0, show_default=True, help="Trades/s, steady.")
+@click.option("--seconds", default=20.0, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--flush-interval", type=float, help="Override ingest.flush_interval (seconds).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/stream.json")
+@click.pass_context
+def bench_stream(
+    ctx: click.Context, rate: float, seconds: float, workers: int, flush_interval: float | None, json_path: str
+) -> None:
+    """Delay from trade creation to SQL visibility (p50/p99) and peak RSS of the sender at a steady rate."""
+    from .bench.stream import run_stream_benchmark, with_flush_interval
+
+    settings = with_flush_interval(_settings(ctx), flush_interval)
+    result = run_stream_benchmark(
+        settings,
+        rate=rate,
+        seconds=seconds,
+        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        console=console,
+    )
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(result.to_json(), encoding="utf-8")
     console.print(f"wrote {json_path}")
