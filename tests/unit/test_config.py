@@ -69,3 +69,19 @@ def test_client_conf_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_table_prefix_applies_to_every_table() -> None:
     s = load_settings(env={}, overrides={"schema": {"table_prefix": "staging_"}})
     assert s.table("trades") == "staging_trades"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("spool_fsync", "sometimes"),
+        ("workers", -1),
+        ("max_queue_rows", 0),
+        ("spool_after", 0),
+        ("spool_max_bytes", 10),
+    ],
+)
+def test_bad_sender_settings_name_the_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, overrides={"sender": {key: value}})
+    assert info.value.key == f"sender.{key}"

@@ -1,0 +1,167 @@
+"""The sharded sender against the running QuestDB: exact delivery, crashes, backpressure, torn spools."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from psycopg import sql
+
+from questdb_ingest.connectors import SyntheticMarket
+from questdb_ingest.models import TradeBatch
+from questdb_ingest.sender import ShardedSender
+from questdb_ingest.sender.codec import encode_batch
+from questdb_ingest.sender.spool import HEADER_BYTES, Spool
+from questdb_ingest.store.pg import connect
+from tests.conftest import QuestDB
+from tests.integration.sender_helpers import count_distinct, sender_settings, wait_ready
+
+
+def test_a_million_trades_through_four_workers_arrive_exactly_once_in_order(qdb: QuestDB, tmp_path: Path) -> None:
+    settings = sender_settings(qdb.settings, qdb.new_prefix(), tmp_path / "spool", workers=4)
+    market = SyntheticMarket(symbols=300, seed=21, run_id="million")
+    minute = 60_000_000_000
+    start = time.time_ns() - 21 * minute
+    batches = [market.batch(50_000, start_ns=start + i * minute, span_ns=minute) for i in range(20)]
+    with ShardedSender(settings) as sender:
+        for batch in batches:
+            sender.submit(batch)
+        assert sender.flush(timeout=300)
+    metrics = sender.metrics()
+    assert metrics.books.balanced, metrics.books
+    assert metrics.books.received == metrics.books.confirmed == 1_000_000
+    assert {w.shard for w in metrics.per_worker if w.confirmed} == {0, 1, 2, 3}
+
+    assert count_distinct(settings) == (1_000_000, 1_000_000)
+    everything = TradeBatch.concat(batches)
+    with connect(settings) as conn:
+        got = conn.execute(
+            sql.SQL(
+                "SELECT exchange, market_type, count(), sum(quantity) FROM {} ORDER BY exchange, market_type"
+            ).format(sql.Identifier(settings.table("trades")))
+        ).fetchall()
+        # Per symbol, the stored order (by time) is the order the trades were generated in.
+        rows = conn.execute(
+            sql.SQL("SELECT exchange, market_type, symbol, sequence_number FROM {} ORDER BY ts").format(
+                sql.Identifier(settings.table("trades"))
+            )
+        ).fetchall()
+    for exchange, market_type, count, volume in got:
+        mask = (everything.exchange == exchange) & (everything.market_type == market_type)
+        assert count == int(mask.sum())
+        assert np.isclose(float(str(volume)), float(everything.quantity[mask].sum()), rtol=1e-9)
+    last: dict[tuple[object, ...], int] = {}
+    for exchange, market_type, symbol, seq in rows:
+        key = (exchange, market_type, symbol)
+        assert int(str(seq)) > last.get(key, -1), key
+        last[key] = int(str(seq))
+
+
+def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_doubled(qdb: QuestDB, tmp_path: Path) -> None:
+    settings = sender_settings(qdb.settings, qdb.new_prefix(), tmp_path / "spool", workers=2)
+    market = SyntheticMarket(symbols=100, seed=22, run_id="kill")
+    submitted = 0
+    with ShardedSender(settings) as sender:
+        wait_ready(sender)
+        for i in range(40):
+            sender.submit(market.batch(10_000))
+            submitted += 10_000
+            if i == 15:
+                victim = sender.worker_pids()[0]
+                os.kill(victim, signal.SIGKILL)
+            time.sleep(0.02)
+        assert sender.flush(timeout=120)
+        restarted = sender.metrics().per_worker[0]
+        assert restarted.restarts == 1 and restarted.pid != victim
+    metrics = sender.metrics()
+    assert metrics.books.balanced and metrics.books.confirmed == submitted
+    assert count_distinct(settings) == (submitted, submitted)
+
+
+def test_producers_faster_than_questdb_are_slowed_never_dropped(qdb: QuestDB, tmp_path: Path) -> None:
+    settings = sender_settings(qdb.settings, qdb.new_prefix(), tmp_path / "spool", workers=2, max_queue_rows=2_000)
+    market = SyntheticMarket(symbols=50, seed=23, run_id="bp")
+    with ShardedSender(settings) as sender:
+        for _ in range(100):
+            sender.submit(market.batch(1_000))
+            assert all(w.queue_rows <= 2_000 for w in sender.metrics().per_worker)
+    metrics = sender.metrics()
+    assert metrics.backpressure_waits > 0 and metrics.backpressure_seconds > 0
+    assert metrics.books.balanced and metrics.books.confirmed == 100_000
+    assert count_distinct(settings) == (100_000, 100_000)
+
+
+def test_a_torn_spool_segment_replays_its_good_records_and_reports_the_torn_one(qdb: QuestDB, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    settings = sender_settings(qdb.settings, qdb.new_prefix(), spool_dir, workers=1)
+    market = SyntheticMarket(symbols=20, seed=24, run_id="torn")
+    spool = Spool(spool_dir / "shard-0")
+    for _ in range(5):
+        spool.append(encode_batch(market.batch(1_000)), rows=1_000)
+    spool.close()
+    segment = next((spool_dir / "shard-0").glob("*.seg"))
+    os.truncate(segment, segment.stat().st_size - 5_000)  # the process died writing record 5
+
+    with ShardedSender(settings) as sender:
+        wait_ready(sender)
+        assert sender.flush(timeout=60)
+        deadline = time.monotonic() + 60
+        while sender.metrics().books.spooled_now and time.monotonic() < deadline:
+            time.sleep(0.1)
+    metrics = sender.metrics()
+    [torn] = metrics.per_worker[0].quarantined
+    assert "torn record" in torn["reason"] and Path(torn["path"]).exists()
+    assert Path(torn["path"]).stat().st_size > HEADER_BYTES
+    assert metrics.books.recovered == metrics.books.replayed == 4_000
+    assert metrics.books.spooled_now == 0 and metrics.books.balanced
+    assert count_distinct(settings) == (4_000, 4_000)
+    assert not list((spool_dir / "shard-0").glob("*.seg"))
+
+
+def test_sigterm_stops_intake_drains_and_exits_zero(qdb: QuestDB, tmp_path: Path) -> None:
+    prefix = qdb.new_prefix()
+    settings = sender_settings(qdb.settings, prefix, tmp_path / "spool")
+    report = tmp_path / "load.json"
+    env = dict(os.environ)
+    env.update(
+        PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
+        PUMPWATCH_SENDER_SPOOL_DIR=str(tmp_path / "spool"),
+        PUMPWATCH_QUESTDB_PG_PORT=str(settings.questdb.pg_port),
+        PUMPWATCH_QUESTDB_HTTP_PORT=str(settings.questdb.http_port),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "questdb_ingest.cli",
+            "load",
+            "--duration",
+            "120",
+            "--base-rate",
+            "3000",
+            "--json",
+            str(report),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err + out
+    result = json.loads(report.read_text())
+    assert result["stopped_by_signal"] is True and result["elapsed_s"] < 60
+    submitted = result["submitted"]
+    assert submitted > 0
+    books = result["metrics"]["books"]
+    assert books["balanced"] and books["in_flight"] == 0
+    assert books["confirmed"] + books["spooled_now"] == submitted
+    assert count_distinct(settings) == (submitted, submitted)

@@ -1,0 +1,45 @@
+"""Small pure pieces of the sender: backoff, histograms, load pattern, books."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from questdb_ingest.load import LoadPattern
+from questdb_ingest.sender.histogram import Histogram
+from questdb_ingest.sender.metrics import Books
+from questdb_ingest.sender.worker import backoff_delay
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(a, 0.1, 5.0, rng) for a in range(1, 12)]
+    for attempt, d in enumerate(delays, start=1):
+        base = min(5.0, 0.1 * 2 ** (attempt - 1))
+        assert base * 0.5 <= d <= base
+    assert max(delays) <= 5.0
+    assert len({round(d, 6) for d in delays[-4:]}) > 1  # jittered, not lock-step
+
+
+def test_histogram_quantiles_and_merge() -> None:
+    h = Histogram()
+    h.add_many(np.array([0.5] * 98 + [700.0, 40_000.0]))
+    assert h.count == 100
+    assert h.quantile(0.5) == 1  # bucket upper bound
+    assert h.quantile(0.99) == 750
+    assert h.quantile(1.0) == 40_000.0 and h.max_ms == 40_000.0
+    other = Histogram.from_dict(h.to_dict())
+    assert other.merge(h).count == 200
+
+
+def test_load_pattern_has_pumps() -> None:
+    p = LoadPattern(base_rate=1000, burst_rate=5000, burst_every=60, burst_seconds=10)
+    rates = [p.rate_at(t) for t in range(120)]
+    assert rates.count(5000) == 20 and rates.count(1000) == 100
+    assert LoadPattern.steady(300).rate_at(31) == 300
+
+
+def test_books_balance_only_when_every_row_is_accounted_for() -> None:
+    assert Books(100, 5, 80, 5, 1, 10, 9).balanced
+    assert not Books(100, 0, 80, 0, 0, 10, 9).balanced
