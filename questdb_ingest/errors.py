@@ -107,7 +107,11 @@ class SenderClosedError(SenderError):
 
 
 class BackpressureTimeoutError(SenderError):
-    """``submit`` waited ``timeout`` seconds for queue space; the batch was not taken."""
+    """``submit`` waited ``timeout`` seconds for queue space; rows after ``accepted_rows`` were not taken."""
+
+    def __init__(self, message: str, accepted_rows: int) -> None:
+        super().__init__(message)
+        self.accepted_rows = accepted_rows
 
 
 class TransportUnsupportedError(SenderError):

@@ -227,12 +227,11 @@ class ShardedSender:
         alarms = [s.snapshot.get("alarm", "") for s in self._shards if s.snapshot.get("alarm")]
         full = [f"shard {s.index}: {s.queued_rows:,} rows" for s in self._shards if s.queued_rows]
         cause = f"; {alarms[0]}" if alarms else ""
-        err = BackpressureTimeoutError(
+        return BackpressureTimeoutError(
             f"queues full ({', '.join(full)}; max {self.max_queue_rows:,} per shard){cause}; "
-            f"{accepted:,} leading rows were taken, the rest were not"
+            f"{accepted:,} leading rows were taken, the rest were not",
+            accepted,
         )
-        err.accepted_rows = accepted  # type: ignore[attr-defined]
-        return err
 
     def _raise_fatal(self) -> None:
         if self._fatal is not None:
