@@ -23,12 +23,11 @@ from rich.table import Table
 
 from ..config import Settings
 from ..connectors import SyntheticMarket
-from ..errors import TransportUnsupportedError
 from ..ingest import TradeWriter
 from ..ingest.ilp import writer_conf
 from ..models import NO_SEQUENCE, TRADE_SYMBOL_COLUMNS, TradeBatch
 from ..sender import ShardedSender
-from ..sender.sinks import transport_conf
+from ..sender.sinks import check_websocket, transport_conf
 from ..store import queries
 from ..store.migrations import migrate
 from ..store.pg import connect
@@ -214,17 +213,6 @@ def _per_row_runner(settings: Settings, batch: TradeBatch, batch_rows: int) -> R
     return _finish(scoped, table, started, sent_at, len(batch), PER_ROW)
 
 
-def ws_supported(settings: Settings) -> str:
-    """'' when the server accepts QWP/WebSocket ingestion, else the reason."""
-    try:
-        with questdb.connect(transport_conf(settings, "ws")):
-            return ""
-    except questdb.QuestDBError as exc:
-        if "404" in str(exc):
-            return f"QuestDB {machine_info('')['questdb']} has no QWP/WebSocket endpoint (needs >= 10.0): {exc}"
-        return str(exc)
-
-
 def run_insert_benchmark(
     settings: Settings,
     *,
@@ -238,9 +226,7 @@ def run_insert_benchmark(
     console: Console | None = None,
 ) -> InsertResult:
     if transport == "ws":
-        reason = ws_supported(settings)
-        if reason:
-            raise TransportUnsupportedError(reason)
+        check_websocket(transport_conf(settings, "ws"))
     batch = SyntheticMarket(symbols=300, seed=11).batch(records, span_ns=3_600_000_000_000)
     runners: dict[str, Runner] = {
         f"{RAW} ({transport})": _raw_runner(transport),

@@ -31,7 +31,7 @@ from ..models import TradeBatch
 from .codec import ShardRouter
 from .histogram import Histogram
 from .metrics import SenderMetrics, build_metrics
-from .sinks import transport_conf
+from .sinks import check_websocket, transport_conf
 from .worker import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,8 @@ class ShardedSender:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Self:
+        if self.conf.startswith(("ws::", "wss::")):
+            check_websocket(self.conf)  # a server without the endpoint fails here, before any row is taken
         self.started_at = time.monotonic()
         for shard in self._shards:
             self._spawn(shard)

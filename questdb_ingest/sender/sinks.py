@@ -123,11 +123,8 @@ class WebSocketSink:
             try:
                 self._db = questdb.connect(self._conf)
             except questdb.QuestDBError as exc:
-                if "upgrade failed" in str(exc) and "404" in str(exc):
-                    raise TransportUnsupportedError(
-                        f"the server at {self._conf} does not accept QWP/WebSocket ingestion (HTTP 404 on the "
-                        "upgrade); it needs QuestDB 10.0 or newer — use --transport http"
-                    ) from exc
+                if _no_websocket(exc):
+                    raise _unsupported(self._conf, exc) from exc
                 raise classify_flush_error(self.table, self.rows, exc) from exc
         return self._db
 
@@ -151,6 +148,29 @@ class WebSocketSink:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _no_websocket(exc: Exception) -> bool:
+    return "upgrade failed" in str(exc) and "404" in str(exc)
+
+
+def _unsupported(conf: str, exc: Exception) -> TransportUnsupportedError:
+    return TransportUnsupportedError(
+        f"the server at {conf!r} does not accept QWP/WebSocket ingestion (HTTP 404 on the upgrade: {exc}); "
+        "it needs QuestDB 10.0 or newer — use the http transport"
+    )
+
+
+def check_websocket(conf: str) -> None:
+    """Raise ``TransportUnsupportedError`` if the server answers but has no QWP/WebSocket endpoint.
+
+    An unreachable server passes: the workers retry and spool as for any outage."""
+    try:
+        with questdb.connect(conf):
+            return
+    except questdb.QuestDBError as exc:
+        if _no_websocket(exc):
+            raise _unsupported(conf, exc) from exc
 
 
 def open_sink(conf: str, table: str) -> Sink:

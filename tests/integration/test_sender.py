@@ -11,12 +11,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+import questdb
 from psycopg import sql
 
+from questdb_ingest.config import Settings
 from questdb_ingest.connectors import SyntheticMarket
+from questdb_ingest.errors import TransportUnsupportedError
 from questdb_ingest.models import TradeBatch
 from questdb_ingest.sender import ShardedSender
 from questdb_ingest.sender.codec import encode_batch
+from questdb_ingest.sender.sinks import transport_conf
 from questdb_ingest.sender.spool import HEADER_BYTES, Spool
 from questdb_ingest.store.pg import connect
 from tests.conftest import QuestDB
@@ -165,3 +170,31 @@ def test_sigterm_stops_intake_drains_and_exits_zero(qdb: QuestDB, tmp_path: Path
     assert books["balanced"] and books["in_flight"] == 0
     assert books["confirmed"] + books["spooled_now"] == submitted
     assert count_distinct(settings) == (submitted, submitted)
+
+
+def _server_has_websocket(settings: Settings) -> bool:
+    """Ask the server directly (HTTP upgrade to QWP), independent of the sender's own check."""
+    try:
+        with questdb.connect(transport_conf(settings, "ws")):
+            return True
+    except questdb.QuestDBError:
+        return False
+
+
+def test_websocket_transport_delivers_exactly_or_is_refused_up_front(qdb: QuestDB, tmp_path: Path) -> None:
+    """QWP/WebSocket needs a server that has it (QuestDB >= 10.0); the pinned one may not. Either the
+    sender delivers over it exactly, or it refuses at start-up, before taking a single row."""
+    settings = sender_settings(qdb.settings, qdb.new_prefix(), tmp_path / "spool", workers=2)
+    sender = ShardedSender(settings, transport="ws")
+    if not _server_has_websocket(settings):
+        with pytest.raises(TransportUnsupportedError, match=r"QWP/WebSocket.*10\.0"):
+            sender.start()
+        assert sender.metrics().books.received == 0 and sender.worker_pids() == [0, 0]
+        return
+    sender.start()
+    market = SyntheticMarket(symbols=50, seed=25, run_id="ws")
+    with sender:
+        for _ in range(10):
+            sender.submit(market.batch(10_000))
+    assert sender.metrics().books.confirmed == 100_000
+    assert count_distinct(settings) == (100_000, 100_000)
