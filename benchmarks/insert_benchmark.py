@@ -1,7 +1,7 @@
-"""Insert benchmark: 1,000,000 trades through ``TradeWriter`` vs the raw client's
-``Sender.dataframe`` over ILP/HTTP, in one run, timed until ``count()`` shows every row.
+"""Insert benchmark: the sharded sender vs the raw client's dataframe path on the same transport,
+with the per-row f-string ILP/TCP baseline, in one run, timed until ``count()`` shows every row.
 
-    .venv/bin/python benchmarks/insert_benchmark.py [--records N] [--batch-rows B] [--repeat R]
+    .venv/bin/python benchmarks/insert_benchmark.py [--records N] [--workers W] [--transport http|ws|tcp]
 
 (the same as ``pumpwatch bench insert``). Prints a table and writes
 ``benchmarks/results/insert.json``. Needs a running QuestDB (``pumpwatch questdb start``).

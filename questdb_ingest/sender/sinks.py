@@ -18,6 +18,7 @@ from ..models import TRADE_SYMBOL_COLUMNS
 from .codec import Decoded
 
 TRANSPORTS = ("http", "ws", "tcp")
+CLIENT_RETRY_MS = 1000
 _SYMBOLS = list(TRADE_SYMBOL_COLUMNS)
 
 
@@ -62,6 +63,10 @@ class IlpSink:
         self.confirms = proto in ("http", "https")
         self.table = table
         full = writer_conf(conf) if self.confirms else conf
+        if self.confirms and "retry_timeout=" not in full:
+            # The worker retries with its own backoff and spools after sender.spool_after; a long
+            # in-client retry loop would only make it slower to notice an outage.
+            full += f"retry_timeout={CLIENT_RETRY_MS};"
         try:
             self._sender = questdb.Sender.from_conf(full)
             self._sender.establish()  # type: ignore[no-untyped-call]
