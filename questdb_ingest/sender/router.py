@@ -73,6 +73,7 @@ class _Shard:
     fatal: str = ""
     seen_hello: bool = False
     restarting: bool = False
+    sending: bool = False  # the send thread is writing a batch to the pipe
 
 
 class ShardedSender:
@@ -251,6 +252,7 @@ class ShardedSender:
                     return
                 part = shard.pending[shard.next_send]
                 shard.next_send += 1
+                shard.sending = True
                 part.sends += 1
                 conn, generation = shard.conn, shard.generation
             assert conn is not None
@@ -260,10 +262,14 @@ class ShardedSender:
                     conn.send_bytes(part.payload)
             except OSError:
                 with self._cond:  # the worker died; wait for the supervisor to start the next one
+                    shard.sending = False
+                    self._cond.notify_all()
                     while not self._stopped and shard.generation == generation:
                         self._cond.wait(0.5)
                 continue
             with self._cond:
+                shard.sending = False
+                self._cond.notify_all()
                 if part.sends > 1:
                     self.resent_rows += part.rows
                 _add(self.sent, part.exchange_rows)
@@ -297,15 +303,14 @@ class ShardedSender:
     def _acked(self, shard: _Shard, batch_ids: list[int], kind: str) -> None:
         book = {"confirmed": self.confirmed, "spooled": self.spooled, "dead": self.dead_lettered}[kind]
         for batch_id in batch_ids:
-            if not shard.pending or shard.pending[0].batch_id != batch_id:
-                # A repeat from before a restart: already booked.
-                if not any(p.batch_id == batch_id for p in shard.pending):
-                    continue
-                log.error("shard %d: out-of-order ack for batch %d", shard.index, batch_id)
-                while shard.pending[0].batch_id != batch_id:
-                    shard.pending.rotate(-1)
-            part = shard.pending.popleft()
-            shard.next_send = max(shard.next_send - 1, 0)
+            # Acks come in order, so this is the head; a repeat from before a restart is not found.
+            index = next((i for i, p in enumerate(shard.pending) if p.batch_id == batch_id), None)
+            if index is None:
+                continue
+            part = shard.pending[index]
+            del shard.pending[index]
+            if index < shard.next_send:
+                shard.next_send -= 1
             shard.queued_rows -= part.rows
             _add(book, part.exchange_rows)
 
@@ -380,19 +385,29 @@ class ShardedSender:
             return self.metrics()
         self._closing = True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for shard in self._shards:
-                    handed_over = shard.next_send >= len(shard.pending)
-                    if shard.conn is not None and handed_over and not shard.shutdown_sent:
-                        self._send_shutdown(shard)
+        while True:
+            with self._cond:
+                # A worker is told to drain once every queued batch is in its pipe (the shutdown
+                # message must come after them); sent outside the lock, as pipes can block.
+                ready = [
+                    s
+                    for s in self._shards
+                    if s.conn is not None and not s.shutdown_sent and not s.sending and s.next_send >= len(s.pending)
+                ]
+                for shard in ready:
+                    shard.shutdown_sent = True
                 done = all(s.process is None and not s.restarting for s in self._shards)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if done or (remaining is not None and remaining <= 0):
+                    self._stopped = True
+                    self._cond.notify_all()
                     break
-                self._cond.wait(0.2 if remaining is None else min(remaining, 0.2))
-            self._stopped = True
-            self._cond.notify_all()
+                if not ready:
+                    self._cond.wait(0.2 if remaining is None else min(remaining, 0.2))
+            for shard in ready:
+                self._send_shutdown(shard)
+        for shard in ready:  # timed out: still ask the live workers to flush or spool what they hold
+            self._send_shutdown(shard)
         for shard in self._shards:
             if shard.process is not None:
                 shard.process.join(timeout=30)
@@ -411,8 +426,8 @@ class ShardedSender:
 
     def _send_shutdown(self, shard: _Shard) -> None:
         conn = shard.conn
-        assert conn is not None
-        shard.shutdown_sent = True
+        if conn is None:
+            return
         try:
             with shard.send_lock:
                 conn.send(("shutdown",))

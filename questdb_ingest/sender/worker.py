@@ -21,7 +21,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -94,7 +93,7 @@ class _Stats:
 class Worker:
     """The worker's main loop (runs in the child process; the inbox is filled by a reader thread)."""
 
-    def __init__(self, config: WorkerConfig, conn: Connection, sink_factory: Callable[[], Sink] | None = None) -> None:
+    def __init__(self, config: WorkerConfig, conn: Connection) -> None:
         self.config = config
         self.conn = conn
         self.state = "normal"
@@ -107,8 +106,7 @@ class Worker:
             fsync=config.spool_fsync,
         )
         self.dead_letter: Spool | None = None
-        self._sink_factory = sink_factory or (lambda: open_sink(config.conf, config.table))
-        self.sink = self._sink_factory()
+        self.sink: Sink = open_sink(config.conf, config.table)
         self.pending: list[_Batch] = []
         self.overflow: list[_Batch] = []  # could not be spooled (spool full): held, not acknowledged
         self._first_pending = 0.0
