@@ -97,10 +97,8 @@ class InsertResult:
 
 def fresh_tables(settings: Settings, prefix: str) -> Settings:
     """Drop and re-create the prefixed tables; returns settings pointing at them."""
-    scoped = replace(settings, schema=replace(settings.schema, table_prefix=prefix))
+    scoped = _drop(settings, prefix)
     with connect(scoped) as conn:
-        for name in ("trades", "exchange_health", "listing_events", "schema_migrations"):
-            queries.drop_table(conn, scoped.table(name))
         migrate(conn, scoped)
     return scoped
 
@@ -253,11 +251,13 @@ def run_insert_benchmark(
     return InsertResult(records, batch_rows, workers, transport, names, rounds, machine=machine_info(transport))
 
 
-def _drop(settings: Settings, prefix: str) -> None:
+def _drop(settings: Settings, prefix: str) -> Settings:
+    """Drop the benchmark's prefixed tables; returns settings pointing at that prefix."""
     scoped = replace(settings, schema=replace(settings.schema, table_prefix=prefix))
     with connect(scoped) as conn:
         for name in ("trades", "exchange_health", "listing_events", "schema_migrations"):
             queries.drop_table(conn, scoped.table(name))
+    return scoped
 
 
 def print_report(result: InsertResult, console: Console) -> None:

@@ -11,6 +11,7 @@ timeout, raises ``BackpressureTimeoutError`` naming the cause. Nothing is ever d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -74,6 +75,7 @@ class _Shard:
     seen_hello: bool = False
     restarting: bool = False
     sending: bool = False  # the send thread is writing a batch to the pipe
+    flush_wanted: bool = False  # flush() asked: tell the worker after the last queued batch
 
 
 class ShardedSender:
@@ -245,17 +247,28 @@ class ShardedSender:
         while True:
             with self._cond:
                 while not self._stopped and (
-                    shard.conn is None or shard.next_send >= len(shard.pending) or shard.said_bye
+                    shard.conn is None
+                    or shard.said_bye
+                    or (shard.next_send >= len(shard.pending) and not shard.flush_wanted)
                 ):
                     self._cond.wait(0.5)
                 if self._stopped:
                     return
-                part = shard.pending[shard.next_send]
-                shard.next_send += 1
-                shard.sending = True
-                part.sends += 1
-                conn, generation = shard.conn, shard.generation
-            assert conn is not None
+                conn = shard.conn
+                assert conn is not None
+                if shard.next_send >= len(shard.pending):  # all handed over: ask for the flush
+                    shard.flush_wanted = False
+                    part = None
+                else:
+                    part = shard.pending[shard.next_send]
+                    shard.next_send += 1
+                    shard.sending = True
+                    part.sends += 1
+                generation = shard.generation
+            if part is None:
+                with contextlib.suppress(OSError), shard.send_lock:
+                    conn.send(("flush",))
+                continue
             try:
                 with shard.send_lock:
                     conn.send(("batch", part.batch_id))
@@ -365,8 +378,13 @@ class ShardedSender:
 
     # -- draining ---------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted row is confirmed or spooled; False on timeout."""
+        """Have every worker send what it buffers now (not at ``batch_rows``/``flush_interval``) and
+        wait until every submitted row is confirmed or spooled; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            for shard in self._shards:
+                shard.flush_wanted = True  # the send thread asks once every queued batch is in the pipe
+            self._cond.notify_all()
         with self._cond:
             while any(s.pending for s in self._shards):
                 self._raise_fatal()

@@ -115,6 +115,7 @@ class Worker:
         self._next_attempt = 0.0
         self._alarm = ""
         self._draining = False
+        self._flush_requested = False  # the router asked to send what is buffered now
         self._last_stats = 0.0
         self._rng = random.Random()
         if len(self.spool):
@@ -202,6 +203,9 @@ class Worker:
             kind, item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
         except queue.Empty:
             return
+        if kind == "flush":
+            self._flush_requested = True
+            return
         if kind in ("shutdown", "eof"):
             self._draining = True
             self._attempt = 0 if self.state == "spooling" else self._attempt
@@ -224,10 +228,14 @@ class Worker:
 
     # -- sending ----------------------------------------------------------------------------
     def _maybe_flush(self, now: float) -> None:
-        if not self.pending or now < self._next_attempt:
+        if not self.pending:
+            self._flush_requested = False  # nothing buffered: the request is already met
+            return
+        if now < self._next_attempt:
             return
         due = (
             self._draining
+            or self._flush_requested
             or self.sink.rows >= self.config.batch_rows
             or self.sink.nbytes >= MAX_REQUEST_BYTES
             or now - self._first_pending >= self.config.flush_interval
@@ -250,6 +258,7 @@ class Worker:
             self._failed(exc, rows, now)
             return
         self.stats.flush_ms.add((time.perf_counter() - started) * 1000)
+        self._flush_requested = False
         self._confirmed(self.pending)
         self.pending = []
 
@@ -422,6 +431,9 @@ def _reader(conn: Connection, inbox: queue.Queue[tuple[str, Any]]) -> None:
             if msg[0] == "shutdown":
                 inbox.put(("shutdown", None))
                 return
+            if msg[0] == "flush":
+                inbox.put(("flush", None))
+                continue
             payload = conn.recv_bytes()
         except (EOFError, OSError):
             inbox.put(("eof", None))
