@@ -23,7 +23,6 @@ from rich.table import Table
 
 from ..config import Settings
 from ..connectors import SyntheticMarket
-from ..ingest import TradeWriter
 from ..ingest.ilp import writer_conf
 from ..models import NO_SEQUENCE, TRADE_SYMBOL_COLUMNS, TradeBatch
 from ..sender import ShardedSender
@@ -171,16 +170,6 @@ def _wait_ready(snd: ShardedSender, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def _writer_runner(settings: Settings, batch: TradeBatch, batch_rows: int) -> Round:
-    scoped = fresh_tables(settings, "bench_writer_")
-    table = scoped.table("trades")
-    started = time.perf_counter()
-    with TradeWriter(scoped.client_conf(), table, batch_rows=batch_rows) as writer:
-        writer.write(batch)
-    sent_at = time.perf_counter()
-    return _finish(scoped, table, started, sent_at, len(batch), "TradeWriter (http, in-process)")
-
-
 def ilp_lines(table: str, rows: list[tuple[Any, ...]]) -> list[str]:
     """The per-row way many feed handlers write ILP: one f-string per trade (Python values in)."""
     lines = []
@@ -220,7 +209,6 @@ def run_insert_benchmark(
     workers: int,
     transport: str = "http",
     per_row: bool = True,
-    in_process_writer: bool = False,
     console: Console | None = None,
 ) -> InsertResult:
     if transport == "ws":
@@ -230,8 +218,6 @@ def run_insert_benchmark(
         f"{RAW} ({transport})": _raw_runner(transport),
         f"sender x{workers} ({transport})": _sender_runner(transport, workers),
     }
-    if in_process_writer:
-        runners["TradeWriter (http, in-process)"] = _writer_runner
     if per_row:
         runners[PER_ROW] = _per_row_runner
     names = list(runners)
@@ -246,7 +232,7 @@ def run_insert_benchmark(
                     f"round {i + 1}/{repeat} {r.contender:>30}: sent {r.send_s:6.2f}s, "
                     f"visible {r.visible_s:6.2f}s, {r.rows_per_s:>12,.0f} rows/s"
                 )
-    for name in ("bench_raw_", "bench_sender_", "bench_writer_", "bench_rows_"):
+    for name in ("bench_raw_", "bench_sender_", "bench_rows_"):
         _drop(settings, name)
     return InsertResult(records, batch_rows, workers, transport, names, rounds, machine=machine_info(transport))
 

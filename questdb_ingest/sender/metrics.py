@@ -11,6 +11,7 @@ and collapses in QuestDB through the DEDUP keys.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +104,6 @@ class SenderMetrics:
 
 def build_metrics(sender: ShardedSender) -> SenderMetrics:
     """Snapshot (the caller holds the sender's lock)."""
-    import time
-
     in_flight: dict[str, int] = {}
     workers: list[WorkerMetrics] = []
     replayed: dict[str, int] = {}

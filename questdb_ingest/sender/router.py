@@ -29,7 +29,7 @@ import pyarrow as pa
 from ..config import Settings
 from ..errors import BackpressureTimeoutError, SenderClosedError, SenderError
 from ..models import TradeBatch
-from .codec import ShardRouter
+from .codec import ShardPart, ShardRouter
 from .histogram import Histogram
 from .metrics import SenderMetrics, build_metrics
 from .sinks import check_websocket, transport_conf
@@ -48,7 +48,6 @@ class _Part:
     rows: int
     exchange_rows: dict[str, int]
     payload: pa.Buffer
-    submitted: float
     sends: int = 0
 
 
@@ -201,7 +200,7 @@ class ShardedSender:
             self._enqueue(parts, deadline, accepted)
             accepted += sum(p.rows for p in parts)
 
-    def _enqueue(self, parts: list[Any], deadline: float | None, accepted: int) -> None:
+    def _enqueue(self, parts: list[ShardPart], deadline: float | None, accepted: int) -> None:
         with self._cond:
             waited_from = None
             while not all(self._fits(self._shards[p.shard], p.rows) for p in parts):
@@ -216,11 +215,10 @@ class ShardedSender:
                 self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
             if waited_from is not None:
                 self.backpressure_seconds += time.monotonic() - waited_from
-            now = time.monotonic()
             for p in parts:
                 shard = self._shards[p.shard]
                 self._next_id += 1
-                shard.pending.append(_Part(self._next_id, p.rows, p.exchange_rows, p.payload, now))
+                shard.pending.append(_Part(self._next_id, p.rows, p.exchange_rows, p.payload))
                 shard.queued_rows += p.rows
                 _add(self.received, p.exchange_rows)
             self._cond.notify_all()

@@ -38,8 +38,6 @@ def transport_conf(settings: Settings, transport: str) -> str:
 
 
 class Sink(Protocol):
-    confirms: bool
-
     @property
     def rows(self) -> int: ...
 
@@ -60,10 +58,10 @@ class IlpSink:
 
     def __init__(self, conf: str, table: str) -> None:
         proto, _ = parse_conf(conf)
-        self.confirms = proto in ("http", "https")
+        confirms = proto in ("http", "https")  # ILP/TCP has no answer to wait for
         self.table = table
-        full = writer_conf(conf) if self.confirms else conf
-        if self.confirms and "retry_timeout=" not in full:
+        full = writer_conf(conf) if confirms else conf
+        if confirms and "retry_timeout=" not in full:
             # The worker retries with its own backoff and spools after sender.spool_after; a long
             # in-client retry loop would only make it slower to notice an outage.
             full += f"retry_timeout={CLIENT_RETRY_MS};"
@@ -106,8 +104,6 @@ class IlpSink:
 
 class WebSocketSink:
     """QWP over WebSocket via ``questdb.connect``; ``dataframe`` returns after the commit."""
-
-    confirms = True
 
     def __init__(self, conf: str, table: str) -> None:
         self.table = table

@@ -238,9 +238,6 @@ class Spool:
             yield SpoolRecord(payload, rows)
             offset = end
 
-    def segment_rows(self, number: int) -> int:
-        return self._segment_rows[number][1]
-
     def remove(self, number: int) -> None:
         """Delete a segment whose every row QuestDB confirmed."""
         path = self._path(number)

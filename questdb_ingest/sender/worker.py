@@ -125,7 +125,6 @@ class Worker:
     def _snapshot(self) -> dict[str, Any]:
         s = self.stats
         return {
-            "pid": os.getpid(),
             "state": self.state,
             "rows_in": s.rows_in,
             "rows_confirmed": s.rows_confirmed,
@@ -137,10 +136,7 @@ class Worker:
             "replayed": dict(s.replayed),
             "spool_rows": self.spool.state.rows,
             "spool_bytes": self.spool.state.bytes,
-            "spool_records": self.spool.state.records,
             "quarantined": [dataclasses.asdict(q) for q in self.spool.state.quarantined],
-            "pending_rows": sum(b.decoded.rows for b in self.pending),
-            "overflow_rows": sum(b.decoded.rows for b in self.overflow),
             "flush_ms": s.flush_ms.to_dict(),
             "delay_ms": {ex: h.to_dict() for ex, h in s.delay_ms.items()},
             "alarm": self._alarm,
@@ -208,7 +204,8 @@ class Worker:
             return
         if kind in ("shutdown", "eof"):
             self._draining = True
-            self._attempt = 0 if self.state == "spooling" else self._attempt
+            if self.state == "spooling":
+                self._attempt = 0  # one more replay attempt before giving up on draining
             self._next_attempt = 0.0
             return
         batch: _Batch = item
@@ -262,7 +259,7 @@ class Worker:
         self._confirmed(self.pending)
         self.pending = []
 
-    def _confirmed(self, batches: list[_Batch], kind: str = "confirmed") -> None:
+    def _confirmed(self, batches: list[_Batch]) -> None:
         now_ns = time.time_ns()
         for b in batches:
             d = b.decoded
@@ -271,7 +268,7 @@ class Worker:
         self.stats.rows_confirmed += rows
         self.stats.flushes += 1
         self._recovered()
-        self._ack(batches, kind)
+        self._ack(batches, "confirmed")
 
     def _record_delay(self, d: Decoded, now_ns: int) -> None:
         delay = (now_ns - d.ts_ns).astype(np.float64) / 1e6
@@ -338,7 +335,7 @@ class Worker:
         """The server refused a request: resend batch by batch; dead-letter the ones refused alone."""
         batches, self.pending = self.pending, []
         self.sink.discard()
-        for b in batches:
+        for i, b in enumerate(batches):
             self.sink.add(b.decoded)
             try:
                 self.sink.send()
@@ -347,7 +344,7 @@ class Worker:
                 self._dead_letter(b, alone.server_message)
                 continue
             except FlushError as transport:
-                self.pending = [b, *batches[batches.index(b) + 1 :]]
+                self.pending = batches[i:]
                 self.sink.discard()
                 for rest in self.pending:
                     self.sink.add(rest.decoded)
