@@ -191,7 +191,7 @@ def db_status(ctx: click.Context, /, **flags: Any) -> None:
 @click.option("--batch-rows", type=int, help="Rows per flush (default: ingest.batch_rows).")
 @click.pass_context
 def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None) -> None:
-    """Write a synthetic burst across the 12 feeds and show what landed, read back with SQL."""
+    """Write a synthetic burst across the 14 feeds and show what landed, read back with SQL."""
     from .connectors import CONNECTORS, SyntheticMarket
     from .ingest import TradeWriter
     from .store import queries

@@ -7,6 +7,10 @@ PumpwatchError
 │   └── QuestDBNotInstalledError  the pinned jar or a suitable JDK is missing
 ├── MigrationError                schema migrations
 │   └── MigrationChecksumError    an applied migration file was edited afterwards
+├── ConnectorError                exchange connectors
+│   ├── FrameError                a frame could not be used (malformed / unexpected); dead-lettered
+│   │   └── VenueErrorFrame       the venue sent an explicit error message
+│   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 └── WriteError                    ILP writes
     └── FlushError                a flush did not reach a confirmed commit; rows are kept
         ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -70,6 +74,31 @@ class MigrationChecksumError(MigrationError):
         self.version = version
         self.recorded = recorded
         self.current = current
+
+
+class ConnectorError(PumpwatchError):
+    """An exchange connector could not do its work (frame, REST or connection trouble)."""
+
+
+class FrameError(ConnectorError, ValueError):
+    """A received frame could not be turned into trades; it goes to the dead-letter file."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class VenueErrorFrame(FrameError):
+    """The venue answered with an explicit error message (bad subscription, rate limit, ...)."""
+
+
+class VenueRequestError(ConnectorError):
+    """A REST request to a venue failed or returned something unusable."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
 
 
 class WriteError(PumpwatchError):

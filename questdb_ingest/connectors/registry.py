@@ -1,10 +1,19 @@
-"""The twelve venue feeds the product captures, by registered name (``binance_spot``, ...)."""
+"""The venue feeds the product captures, by registered name (``binance_spot``, ...).
+
+Twelve connectors on six venues (spot + USDⓈ-M/linear futures each) plus the two Korean
+reference venues, Upbit and Bithumb, whose listings move the others.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .core import VenueProtocol
 
 
 @dataclass(frozen=True)
@@ -12,12 +21,21 @@ class Connector:
     name: str
     exchange: str
     market_type: str
+    module: str
+
+    def protocol(self) -> VenueProtocol:
+        """A fresh protocol object for this connector (real endpoints)."""
+        mod = importlib.import_module(f"{__package__}.{self.module}")
+        for proto in mod.protocols():
+            if proto.spec.connector == self.name:
+                return proto  # type: ignore[no-any-return]
+        raise ConfigError("connectors", f"module {self.module} does not provide {self.name}")
 
 
 _VENUES = ("binance", "bybit", "okx", "kucoin", "gate", "phemex")
 CONNECTORS: tuple[Connector, ...] = tuple(
-    Connector(f"{venue}_{market}", venue, market) for venue in _VENUES for market in ("spot", "futures")
-)
+    Connector(f"{venue}_{market}", venue, market, venue) for venue in _VENUES for market in ("spot", "futures")
+) + (Connector("upbit_spot", "upbit", "spot", "upbit"), Connector("bithumb_spot", "bithumb", "spot", "upbit"))
 _BY_NAME = {c.name: c for c in CONNECTORS}
 
 
@@ -27,3 +45,14 @@ def connector(name: str) -> Connector:
         return _BY_NAME[name]
     except KeyError:
         raise ConfigError("connectors", f"unknown connector {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+def select(names: str | list[str] | tuple[str, ...] | None) -> list[Connector]:
+    """Connectors named in a comma list (or all when empty/``all``), each name checked."""
+    if names is None or names == "" or names == "all" or names == ["all"]:
+        return list(CONNECTORS)
+    items = names.split(",") if isinstance(names, str) else list(names)
+    chosen = [connector(n.strip()) for n in items if n.strip()]
+    if not chosen:
+        raise ConfigError("connectors", "no connector selected")
+    return chosen

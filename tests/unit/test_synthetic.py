@@ -5,9 +5,9 @@ from questdb_ingest.connectors import CONNECTORS, SyntheticMarket, connector
 from questdb_ingest.errors import ConfigError
 
 
-def test_twelve_registered_connectors() -> None:
+def test_fourteen_registered_connectors() -> None:
     names = [c.name for c in CONNECTORS]
-    assert len(names) == 12 == len(set(names))
+    assert len(names) == 14 == len(set(names))
     assert connector("binance_spot").exchange == "binance"
     with pytest.raises(ConfigError, match="binance_spot"):
         connector("nasdaq")

@@ -1,0 +1,279 @@
+"""Binance spot (``<sym>@trade``) and USDⓈ-M futures (``<sym>@aggTrade`` on ``/market/ws``).
+
+``m`` is "buyer is maker": ``m=true`` means the taker **sold**. Times are ms. Spot trade ids are
+``t``; futures aggregate ids are ``a``. The venue pings us (WebSocket frames) and cuts a
+connection after 24 h, so the connection layer rotates before that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from ..errors import FrameError, VenueErrorFrame
+from ..models import Trade
+from .core import (
+    Answer,
+    Frame,
+    FrameParser,
+    Instrument,
+    Instruments,
+    RecentTrades,
+    RestClient,
+    RestReply,
+    TradeColumns,
+    VenueProtocol,
+    VenueSpec,
+    json_body,
+    num_text,
+)
+
+SPOT = VenueSpec(
+    connector="binance_spot",
+    exchange="binance",
+    market_type="spot",
+    ws_url="wss://stream.binance.com:9443/ws",
+    rest_url="https://api.binance.com",
+    topics_per_connection=1024,
+    topics_per_message=50,
+    subscribe_pause=0.25,  # 5 inbound messages/s
+    ping_interval=20.0,
+    app_ping=False,
+    watchdog_timeout=60.0,
+    max_lifetime=24 * 3600.0,
+)
+FUTURES = VenueSpec(
+    connector="binance_futures",
+    exchange="binance",
+    market_type="futures",
+    ws_url="wss://fstream.binance.com/market/ws",
+    rest_url="https://fapi.binance.com",
+    topics_per_connection=1024,
+    topics_per_message=50,
+    subscribe_pause=0.15,  # 10 inbound messages/s
+    ping_interval=60.0,
+    app_ping=False,
+    watchdog_timeout=180.0,
+    max_lifetime=24 * 3600.0,
+)
+
+
+class SpotTrade(msgspec.Struct, frozen=True):
+    e: str
+    s: str
+    t: int
+    p: float
+    q: float
+    T: int  # noqa: N815 - venue field name
+    m: bool
+
+
+class AggTrade(msgspec.Struct, frozen=True):
+    e: str
+    s: str
+    a: int
+    p: float
+    q: float
+    T: int  # noqa: N815
+    m: bool
+
+
+class Control(msgspec.Struct, frozen=True):
+    """Acks (``result``/``id``), errors and events such as ``serverShutdown``."""
+
+    id: int | str | None = None
+    result: object = None
+    error: dict[str, object] | None = None
+    e: str | None = None
+
+
+class RestTrade(msgspec.Struct, frozen=True):
+    """``GET /api/v3/trades`` row."""
+
+    id: int
+    price: float
+    qty: float
+    time: int
+    isBuyerMaker: bool  # noqa: N815
+
+
+class RestAggTrade(msgspec.Struct, frozen=True):
+    """``GET /fapi/v1/aggTrades`` row."""
+
+    a: int
+    p: float
+    q: float
+    T: int  # noqa: N815
+    m: bool
+
+
+class SymbolInfo(msgspec.Struct, frozen=True):
+    symbol: str
+    baseAsset: str  # noqa: N815
+    quoteAsset: str  # noqa: N815
+    status: str
+    contractType: str = ""  # noqa: N815
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True):
+    symbols: list[SymbolInfo]
+
+
+_SPOT = msgspec.json.Decoder(SpotTrade, strict=False)
+_AGG = msgspec.json.Decoder(AggTrade, strict=False)
+_CONTROL = msgspec.json.Decoder(Control)
+_REST_TRADES = msgspec.json.Decoder(list[RestTrade], strict=False)
+_REST_AGG = msgspec.json.Decoder(list[RestAggTrade], strict=False)
+_INFO = msgspec.json.Decoder(ExchangeInfo)
+_SIDE = {True: "sell", False: "buy"}  # m = buyer is maker ⇒ the taker sold
+
+
+def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
+    """0 for acks and known events; FrameError for anything else."""
+    try:
+        msg = _CONTROL.decode(frame)
+    except msgspec.DecodeError:
+        raise FrameError(f"malformed frame: {first_error}") from None
+    if msg.error is not None:
+        raise VenueErrorFrame(f"venue error: {msg.error}")
+    if msg.e is not None and msg.e not in ("trade", "aggTrade"):
+        return 0  # serverShutdown and other events
+    if msg.id is not None and msg.e is None:
+        return 0  # subscribe / unsubscribe ack
+    raise FrameError(f"unexpected frame: {first_error}")
+
+
+class BinanceProtocol(VenueProtocol):
+    supports_backfill = True
+
+    @property
+    def futures(self) -> bool:
+        return self.spec.market_type == "futures"
+
+    def make_parser(self, instruments: Instruments) -> FrameParser:
+        symbols: dict[str, str] = {}
+        symbol_of = instruments.symbol_of
+        futures = self.futures
+        decode = _AGG.decode if futures else _SPOT.decode
+
+        def parse(frame: Frame, recv_ns: int, out: TradeColumns) -> int:
+            try:
+                msg = decode(frame)
+            except msgspec.DecodeError as exc:
+                return _control(frame, exc)
+            symbol = symbols.get(msg.s)
+            if symbol is None:
+                symbol = symbols[msg.s] = symbol_of(msg.s)
+            trade_id = msg.a if futures else msg.t  # type: ignore[union-attr]
+            out.add(msg.T * 1_000_000, symbol, msg.p, msg.q, _SIDE[msg.m], str(trade_id), recv_ns)
+            return 1
+
+        return parse
+
+    def subscribe_messages(self, instruments: Sequence[Instrument]) -> list[str]:
+        channel = "aggTrade" if self.futures else "trade"
+        streams = [f"{inst.venue_symbol.lower()}@{channel}" for inst in instruments]
+        step = self.spec.topics_per_message
+        return [
+            json_body({"method": "SUBSCRIBE", "params": streams[i : i + step], "id": self.next_id()}).decode()
+            for i in range(0, len(streams), step)
+        ]
+
+    async def fetch_instruments(self, rest: RestClient) -> list[Instrument]:
+        path = "/fapi/v1/exchangeInfo" if self.futures else "/api/v3/exchangeInfo"
+        return parse_exchange_info(await rest.get(self.spec.rest_url + path), futures=self.futures)
+
+    async def fetch_recent_trades(self, rest: RestClient, inst: Instrument, out: TradeColumns, recv_ns: int) -> int:
+        if self.futures:
+            body = await rest.get(self.spec.rest_url + "/fapi/v1/aggTrades", {"symbol": inst.venue_symbol, "limit": "1000"})
+            aggs = _REST_AGG.decode(body)
+            for agg in aggs:
+                out.add(agg.T * 1_000_000, inst.symbol, agg.p, agg.q, _SIDE[agg.m], str(agg.a), recv_ns)
+            return len(aggs)
+        body = await rest.get(self.spec.rest_url + "/api/v3/trades", {"symbol": inst.venue_symbol, "limit": "1000"})
+        trades = _REST_TRADES.decode(body)
+        for t in trades:
+            out.add(t.time * 1_000_000, inst.symbol, t.price, t.qty, _SIDE[t.isBuyerMaker], str(t.id), recv_ns)
+        return len(trades)
+
+    # ---- replay side -------------------------------------------------------------------
+    def instrument_for(self, base: str, quote: str) -> Instrument:
+        return Instrument.make(f"{base}{quote}", base, quote)
+
+    def encode_trades(self, inst: Instrument, trades: Sequence[Trade]) -> list[Frame]:
+        frames: list[Frame] = []
+        for t in trades:
+            ms = t.ts_ns // 1_000_000
+            common = {"s": inst.venue_symbol, "p": num_text(t.price), "q": num_text(t.quantity), "T": ms}
+            if self.futures:
+                msg = {"e": "aggTrade", "E": ms + 1, "a": int(t.trade_id), **common, "f": 0, "l": 0, "m": t.side == "sell"}
+            else:
+                msg = {"e": "trade", "E": ms + 1, "t": int(t.trade_id), **common, "m": t.side == "sell", "M": True}
+            frames.append(json_body(msg).decode())
+        return frames
+
+    def answer(self, frame: Frame) -> Answer:
+        try:
+            req = msgspec.json.decode(frame)
+        except msgspec.DecodeError:
+            return Answer([json_body({"error": {"code": 3, "msg": "Invalid JSON"}}).decode()])
+        if not isinstance(req, dict) or req.get("method") not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            return Answer([json_body({"error": {"code": 2, "msg": "Invalid request"}, "id": None}).decode()])
+        names = [str(p).split("@", 1)[0].upper() for p in req.get("params", [])]
+        ack = [json_body({"result": None, "id": req.get("id")}).decode()]
+        if req["method"] == "SUBSCRIBE":
+            return Answer(ack, subscribe=names)
+        return Answer(ack, unsubscribe=names)
+
+    def serve_rest(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        instruments: Sequence[Instrument],
+        recent: RecentTrades,
+        ws_url: str,
+    ) -> RestReply | None:
+        if path in ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo"):
+            rows = [
+                {
+                    "symbol": i.venue_symbol,
+                    "status": "TRADING",
+                    "baseAsset": i.base,
+                    "quoteAsset": i.quote,
+                    **({"contractType": "PERPETUAL", "pair": i.venue_symbol} if self.futures else {}),
+                }
+                for i in instruments
+            ]
+            return RestReply(json_body({"timezone": "UTC", "symbols": rows}))
+        if path in ("/api/v3/trades", "/fapi/v1/aggTrades"):
+            trades = recent(query.get("symbol", ""))[-int(query.get("limit", "500")) :]
+            if self.futures:
+                body = [
+                    {"a": int(t.trade_id), "p": num_text(t.price), "q": num_text(t.quantity), "f": 0, "l": 0,
+                     "T": t.ts_ns // 1_000_000, "m": t.side == "sell"}
+                    for t in trades
+                ]  # fmt: skip
+            else:
+                body = [
+                    {"id": int(t.trade_id), "price": num_text(t.price), "qty": num_text(t.quantity),
+                     "time": t.ts_ns // 1_000_000, "isBuyerMaker": t.side == "sell", "isBestMatch": True}
+                    for t in trades
+                ]  # fmt: skip
+            return RestReply(json_body(body))
+        return None
+
+
+def parse_exchange_info(body: bytes, *, futures: bool) -> list[Instrument]:
+    """Trading symbols from ``exchangeInfo`` (perpetuals only on futures)."""
+    info = _INFO.decode(body)
+    return [
+        Instrument.make(s.symbol, s.baseAsset, s.quoteAsset)
+        for s in info.symbols
+        if s.status == "TRADING" and (not futures or s.contractType == "PERPETUAL")
+    ]
+
+
+def protocols() -> list[VenueProtocol]:
+    return [BinanceProtocol(SPOT), BinanceProtocol(FUTURES)]
