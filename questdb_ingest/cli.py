@@ -341,6 +341,156 @@ def load(
         Path(json_path).write_text(json.dumps(report | {"metrics": metrics.to_dict()}, indent=2), encoding="utf-8")
 
 
+# --------------------------------------------------------------------------- connectors
+def _connector_settings(ctx: click.Context, names: str | None, base_url: str | None) -> Settings:
+    return _settings(ctx, connectors={"enabled": names, "base_url": base_url})
+
+
+@main.command("run")
+@click.option("--source", type=click.Choice(["live", "replay"]), default="live", show_default=True,
+              help="live: the venues' real endpoints; replay: a local replay server (started unless --replay-url).")
+@click.option("--replay-url", help="A running replay server, e.g. http://127.0.0.1:8765 (implies --source replay).")
+@click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
+@click.option("--replay-symbols", default=10, show_default=True, help="Symbols per venue on a started replay server.")
+@click.option("--rate", default=1000.0, show_default=True, help="Replay base trades/s (started server only).")
+@click.option("--burst-rate", default=5000.0, show_default=True, help="Replay burst trades/s (started server only).")
+@click.option("--seconds", type=float, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write final per-connector stats here.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    source: str,
+    replay_url: str | None,
+    names: str | None,
+    replay_symbols: int,
+    rate: float,
+    burst_rate: float,
+    seconds: float | None,
+    workers: int,
+    json_path: str | None,
+) -> None:  # fmt: skip
+    """Capture trades: connectors → sharded sender → QuestDB, with health and gap rows and a live view.
+
+    SIGINT/SIGTERM close the sockets, hand every parsed trade to the sender and drain it; exit 0."""
+    import asyncio
+    import contextlib
+    import json
+
+    from rich.console import Group
+    from rich.live import Live
+
+    from .connectors.pipeline import SenderSink, WriterEvents
+    from .connectors.registry import select
+    from .connectors.replay_process import ReplayProcess
+    from .connectors.run import run_feeds
+    from .connectors.view import RateMeter, feeds_table
+    from .sender import ShardedSender
+    from .sender.view import books_line, worker_table
+    from .store.migrations import migrate
+    from .store.pg import connect
+
+    replay: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if source == "replay" and not replay_url:
+        replay = ReplayProcess(
+            ["--symbols", str(replay_symbols), "--rate", str(rate), "--burst-rate", str(burst_rate)]
+            + (["--connectors", names] if names else [])
+        )
+    with replay as server:
+        base_url = replay_url or (server.base_url if server is not None else None)
+        settings = _connector_settings(ctx, names, base_url)
+        chosen = select(settings.connectors.enabled)
+        with connect(settings) as conn:
+            migrate(conn, settings)
+        sender = ShardedSender(settings, workers=workers or None).start()
+        events = WriterEvents(settings)
+        meter = RateMeter()
+        with Live(console=console, refresh_per_second=2, transient=True) as live:
+
+            def refresh(pipeline: Any, elapsed: float) -> None:
+                meter.sample(pipeline)
+                metrics = sender.metrics()
+                live.update(
+                    Group(
+                        feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates),
+                        Text(books_line(metrics)),
+                    )
+                )
+
+            try:
+                pipeline = asyncio.run(
+                    run_feeds(settings, chosen, sink=SenderSink(sender), events=events, duration=seconds, on_tick=refresh)
+                )
+            finally:
+                live.update(Text("draining: every parsed trade to QuestDB or the spool…"))
+                metrics = sender.close()
+                events.close()
+    console.print(feeds_table(pipeline, "connectors (final)"))
+    console.print(worker_table(metrics))
+    console.print(books_line(metrics))
+    if json_path:
+        report = {
+            f.name: {
+                "status": f.status,
+                "instruments": len(f.instruments),
+                "connections": len(f.connections),
+                "messages": f.stats.messages,
+                "trades": f.stats.trades,
+                "dead_letters": f.stats.dead_letters,
+                "gaps": f.stats.gaps,
+                "backfilled": f.stats.backfilled,
+            }
+            for f in pipeline.feeds
+        }
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({"feeds": report, "sender": metrics.to_dict()}, indent=2))
+
+
+@main.command("record")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Session directory to write.")
+@click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="How long to record.")
+@click.option("--base-url", help="Record from this server instead of the venues (e.g. a replay server).")
+@click.pass_context
+def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, base_url: str | None) -> None:
+    """Record raw frames from the venues (one JSONL per connector) for the replay server's --session."""
+    import asyncio
+
+    from rich.live import Live
+
+    from .connectors.pipeline import MemoryEvents, MemorySink
+    from .connectors.registry import select
+    from .connectors.replay.session import SessionWriter
+    from .connectors.run import run_feeds
+    from .connectors.view import RateMeter, feeds_table
+
+    settings = _connector_settings(ctx, names, base_url)
+    chosen = select(settings.connectors.enabled)
+    writer = SessionWriter(out_dir)
+    meter = RateMeter()
+    with Live(console=console, refresh_per_second=2, transient=True) as live:
+
+        def refresh(pipeline: Any, elapsed: float) -> None:
+            meter.sample(pipeline)
+            live.update(feeds_table(pipeline, f"recording to {out_dir} — {elapsed:,.0f}/{seconds:,.0f}s", meter.rates))
+
+        try:
+            pipeline = asyncio.run(
+                run_feeds(
+                    settings,
+                    chosen,
+                    sink=MemorySink(keep=False),
+                    events=MemoryEvents(),
+                    duration=seconds,
+                    on_tick=refresh,
+                    tap=writer.write,
+                )
+            )
+        finally:
+            writer.close()
+    console.print(feeds_table(pipeline, f"recorded to {out_dir}"))
+
+
 # --------------------------------------------------------------------------- bench
 @main.group()
 def bench() -> None:
@@ -412,6 +562,14 @@ def bench_stream(
     Path(json_path).write_text(result.to_json(), encoding="utf-8")
     console.print(f"wrote {json_path}")
 
+
+def _register_replay() -> None:
+    from .connectors.replay.cli import replay_server
+
+    main.add_command(replay_server)
+
+
+_register_replay()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

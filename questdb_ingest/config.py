@@ -68,6 +68,28 @@ class SenderSettings:
 
 
 @dataclass(frozen=True)
+class ConnectorSettings:
+    """Exchange connectors: which feeds, which instruments, and how the connection layer behaves."""
+
+    enabled: str = "all"  # comma list of connector names, or "all"
+    quotes: str = "USDT,KRW"  # instruments quoted in these assets ("" = every quote)
+    symbols: str = ""  # comma list of BASE-QUOTE to restrict to ("" = all listed)
+    max_symbols: int = 0  # per connector, 0 = no cap
+    base_url: str = ""  # send every venue to this server (the replay server), e.g. http://127.0.0.1:8765
+    refresh_interval: float = 60.0  # symbol-list refresh: new listings subscribed without a restart
+    health_interval: float = 10.0  # exchange_health row period (and on every state change)
+    flush_interval: float = 0.05  # parsed trades handed to the sender at least this often
+    batch_rows: int = 5000  # ... or when this many are waiting
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 60.0
+    rotate_after: float = 0.0  # 0 = the venue's connection lifetime minus rotate_margin
+    rotate_margin: float = 600.0
+    backfill_window: float = 600.0  # gaps longer than this are recorded but not back-filled
+    backfill_max_instruments: int = 200
+    dead_letter_dir: str = "dead-letter/frames"
+
+
+@dataclass(frozen=True)
 class SchemaSettings:
     """Parameters substituted into the schema migrations."""
 
@@ -83,6 +105,7 @@ class Settings:
     questdb: QuestDBSettings = field(default_factory=QuestDBSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     sender: SenderSettings = field(default_factory=SenderSettings)
+    connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
 
     def client_conf(self) -> str:
@@ -109,6 +132,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "questdb": QuestDBSettings,
     "ingest": IngestSettings,
     "sender": SenderSettings,
+    "connectors": ConnectorSettings,
     "schema": SchemaSettings,
 }
 
@@ -166,6 +190,7 @@ def _validate(s: Settings) -> None:
     if i.client_conf and "::" not in i.client_conf:
         raise ConfigError("ingest.client_conf", "expected '<protocol>::key=value;...'")
     _validate_sender(s.sender)
+    _validate_connectors(s.connectors)
     if not 1 <= sc.ttl_days <= 36500:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
@@ -190,6 +215,29 @@ def _validate_sender(se: SenderSettings) -> None:
             raise ConfigError(f"sender.{name}", f"must be in (0, 3600] seconds, got {getattr(se, name)}")
     if se.retry_max < se.retry_initial:
         raise ConfigError("sender.retry_max", "must be >= sender.retry_initial")
+
+
+def _validate_connectors(c: ConnectorSettings) -> None:
+    from .connectors.registry import select
+
+    select(c.enabled)  # raises ConfigError naming connectors.enabled and the known names
+    for name in ("refresh_interval", "health_interval", "flush_interval", "reconnect_initial", "reconnect_max"):
+        if not 0 < getattr(c, name) <= 86_400:
+            raise ConfigError(f"connectors.{name}", f"must be in (0, 86400] seconds, got {getattr(c, name)}")
+    if c.reconnect_max < c.reconnect_initial:
+        raise ConfigError("connectors.reconnect_max", "must be >= connectors.reconnect_initial")
+    for name in ("rotate_after", "rotate_margin", "backfill_window"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"connectors.{name}", f"must be >= 0, got {getattr(c, name)}")
+    for name in ("batch_rows", "backfill_max_instruments"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"connectors.{name}", f"must be >= 1, got {getattr(c, name)}")
+    if c.max_symbols < 0:
+        raise ConfigError("connectors.max_symbols", f"must be >= 0, got {c.max_symbols}")
+    if c.base_url and not re.match(r"^(https?|wss?)://", c.base_url):
+        raise ConfigError("connectors.base_url", f"expected http(s):// or ws(s):// URL, got {c.base_url!r}")
+    if not c.dead_letter_dir:
+        raise ConfigError("connectors.dead_letter_dir", "must not be empty")
 
 
 def load_settings(

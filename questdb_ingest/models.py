@@ -118,6 +118,38 @@ class HealthEvent(msgspec.Struct, frozen=True, kw_only=True):
         return self
 
 
+class GapEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A window in which one connection received nothing (disconnect, stall), and whether the
+    trades missed in it were fetched back over REST."""
+
+    start_ns: int
+    end_ns: int
+    exchange: str
+    market_type: str
+    scope: str
+    reason: str
+    filled: bool = False
+    backfilled_trades: int = 0
+    symbols: int = 0
+    session_id: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    def validate(self, now: int | None = None) -> GapEvent:
+        now = now_ns() if now is None else now
+        _check_ts("start_ns", self.start_ns, now)
+        _check_ts("end_ns", self.end_ns, now)
+        if self.end_ns < self.start_ns:
+            raise ValidationError("end_ns", self.end_ns, "must be >= start_ns")
+        _check_text("exchange", self.exchange)
+        if self.market_type not in MARKET_TYPES:
+            raise ValidationError("market_type", self.market_type, f"must be one of {sorted(MARKET_TYPES)}")
+        _check_text("scope", self.scope)
+        return self
+
+
 class ListingEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A detected new listing and what was collected around its trigger."""
 
@@ -288,6 +320,17 @@ class TradeBatch:
         if ts_bad.any():
             row = int(np.argmax(ts_bad))
             _check_ts("ts_ns", int(self.ts_ns[row]), now, row)
+
+    def invalid_mask(self, now: int | None = None) -> npt.NDArray[np.bool_]:
+        """Rows ``validate`` would reject (vectorised; used to set bad rows aside, not the batch)."""
+        now = now_ns() if now is None else now
+        bad = ~(np.isfinite(self.price) & (self.price > 0) & np.isfinite(self.quantity) & (self.quantity > 0))
+        bad |= (self.ts_ns < MIN_TS_NS) | (self.ts_ns > now + MAX_FUTURE_NS)
+        bad |= ~np.isin(self.side, list(SIDES)) | ~np.isin(self.market_type, list(MARKET_TYPES))
+        for name in ("exchange", "symbol", "trade_id"):
+            col = getattr(self, name)
+            bad |= np.fromiter((not isinstance(v, str) or not v for v in col), dtype=bool, count=len(col))
+        return bad
 
     def to_frame(self) -> pd.DataFrame:
         """A pandas frame shaped for ``Buffer.dataframe`` without copying the columns.

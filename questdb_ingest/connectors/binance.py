@@ -65,7 +65,7 @@ class SpotTrade(msgspec.Struct, frozen=True):
     t: int
     p: float
     q: float
-    T: int  # noqa: N815 - venue field name
+    T: int
     m: bool
 
 
@@ -75,7 +75,7 @@ class AggTrade(msgspec.Struct, frozen=True):
     a: int
     p: float
     q: float
-    T: int  # noqa: N815
+    T: int
     m: bool
 
 
@@ -104,7 +104,7 @@ class RestAggTrade(msgspec.Struct, frozen=True):
     a: int
     p: float
     q: float
-    T: int  # noqa: N815
+    T: int
     m: bool
 
 
@@ -186,7 +186,9 @@ class BinanceProtocol(VenueProtocol):
 
     async def fetch_recent_trades(self, rest: RestClient, inst: Instrument, out: TradeColumns, recv_ns: int) -> int:
         if self.futures:
-            body = await rest.get(self.spec.rest_url + "/fapi/v1/aggTrades", {"symbol": inst.venue_symbol, "limit": "1000"})
+            body = await rest.get(
+                self.spec.rest_url + "/fapi/v1/aggTrades", {"symbol": inst.venue_symbol, "limit": "1000"}
+            )
             aggs = _REST_AGG.decode(body)
             for agg in aggs:
                 out.add(agg.T * 1_000_000, inst.symbol, agg.p, agg.q, _SIDE[agg.m], str(agg.a), recv_ns)
@@ -207,7 +209,15 @@ class BinanceProtocol(VenueProtocol):
             ms = t.ts_ns // 1_000_000
             common = {"s": inst.venue_symbol, "p": num_text(t.price), "q": num_text(t.quantity), "T": ms}
             if self.futures:
-                msg = {"e": "aggTrade", "E": ms + 1, "a": int(t.trade_id), **common, "f": 0, "l": 0, "m": t.side == "sell"}
+                msg = {
+                    "e": "aggTrade",
+                    "E": ms + 1,
+                    "a": int(t.trade_id),
+                    **common,
+                    "f": 0,
+                    "l": 0,
+                    "m": t.side == "sell",
+                }
             else:
                 msg = {"e": "trade", "E": ms + 1, "t": int(t.trade_id), **common, "m": t.side == "sell", "M": True}
             frames.append(json_body(msg).decode())

@@ -17,13 +17,29 @@ from typing import Protocol
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from ..models import NO_SEQUENCE, Trade, TradeBatch
 
 Frame = bytes | str
 
 # Quote assets tried (longest first) when a venue's concatenated symbol is not in its symbol list.
-QUOTE_SUFFIXES = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USDE", "USD", "EUR", "TRY", "BRL", "KRW", "BTC", "ETH", "BNB")
+QUOTE_SUFFIXES = (
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "TUSD",
+    "BUSD",
+    "USDE",
+    "USD",
+    "EUR",
+    "TRY",
+    "BRL",
+    "KRW",
+    "BTC",
+    "ETH",
+    "BNB",
+)
 # Venue-specific asset codes mapped to the common name.
 _ASSET_ALIASES = {"XBT": "BTC"}
 
@@ -191,16 +207,16 @@ class TradeColumns:
         """Everything collected so far as a ``TradeBatch``; the accumulator starts empty again."""
         n = len(self.ts_ns)
         batch = TradeBatch(
-            ts_ns=np.array(self.ts_ns, dtype=np.int64),
+            ts_ns=_int64(self.ts_ns, 0),
             exchange=np.full(n, exchange, dtype=object),
             market_type=np.full(n, market_type, dtype=object),
             symbol=_objects(self.symbol),
-            price=np.array(self.price, dtype=np.float64),
-            quantity=np.array(self.quantity, dtype=np.float64),
+            price=_float64(self.price),
+            quantity=_float64(self.quantity),
             side=_objects(self.side),
             trade_id=_objects(self.trade_id),
-            sequence_number=np.array(self.sequence, dtype=np.int64),
-            recv_ns=np.array(self.recv_ns, dtype=np.int64),
+            sequence_number=_int64(self.sequence, NO_SEQUENCE),
+            recv_ns=_int64(self.recv_ns, 0),
         )
         self.clear()
         return batch
@@ -224,7 +240,35 @@ class TradeColumns:
         ]
 
 
-def _objects(values: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64(values: list[int], out_of_range: int) -> npt.NDArray[np.int64]:
+    """int64 column; a value a venue sent beyond int64 becomes ``out_of_range`` (0 fails validation)."""
+    try:
+        return np.array(values, dtype=np.int64)
+    except (OverflowError, TypeError, ValueError):
+        return np.array(
+            [v if isinstance(v, int) and _I64_MIN <= v <= _I64_MAX else out_of_range for v in values], dtype=np.int64
+        )
+
+
+def _float64(values: list[float]) -> npt.NDArray[np.float64]:
+    """float64 column; anything that is not a finite-able number becomes NaN (fails validation)."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        return np.array([_as_float(v) for v in values], dtype=np.float64)
+
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return float("nan")
+
+
+def _objects(values: list[str]) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
     return arr
@@ -293,6 +337,8 @@ class VenueProtocol(ABC):
     """One connector's protocol. Subclasses are stateless apart from request ids."""
 
     supports_backfill = False
+    # True when a subscribe request replaces the connection's whole set (Upbit, Bithumb).
+    replaces_subscriptions = False
 
     def __init__(self, spec: VenueSpec) -> None:
         self.spec = spec

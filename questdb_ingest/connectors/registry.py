@@ -33,9 +33,11 @@ class Connector:
 
 
 _VENUES = ("binance", "bybit", "okx", "kucoin", "gate", "phemex")
-CONNECTORS: tuple[Connector, ...] = tuple(
-    Connector(f"{venue}_{market}", venue, market, venue) for venue in _VENUES for market in ("spot", "futures")
-) + (Connector("upbit_spot", "upbit", "spot", "upbit"), Connector("bithumb_spot", "bithumb", "spot", "upbit"))
+CONNECTORS: tuple[Connector, ...] = (
+    *(Connector(f"{venue}_{market}", venue, market, venue) for venue in _VENUES for market in ("spot", "futures")),
+    Connector("upbit_spot", "upbit", "spot", "upbit"),
+    Connector("bithumb_spot", "bithumb", "spot", "upbit"),
+)
 _BY_NAME = {c.name: c for c in CONNECTORS}
 
 
@@ -44,7 +46,7 @@ def connector(name: str) -> Connector:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise ConfigError("connectors", f"unknown connector {name!r}; known: {', '.join(_BY_NAME)}") from None
+        raise ConfigError("connectors.enabled", f"unknown connector {name!r}; known: {', '.join(_BY_NAME)}") from None
 
 
 def select(names: str | list[str] | tuple[str, ...] | None) -> list[Connector]:
@@ -54,5 +56,5 @@ def select(names: str | list[str] | tuple[str, ...] | None) -> list[Connector]:
     items = names.split(",") if isinstance(names, str) else list(names)
     chosen = [connector(n.strip()) for n in items if n.strip()]
     if not chosen:
-        raise ConfigError("connectors", "no connector selected")
+        raise ConfigError("connectors.enabled", "no connector selected")
     return chosen

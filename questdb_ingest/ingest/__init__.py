@@ -1,5 +1,5 @@
 """The write path: ILP configuration, columnar buffers and batch writers."""
 
-from .writer import HealthWriter, ListingWriter, TableWriter, TradeWriter
+from .writer import GapWriter, HealthWriter, ListingWriter, TableWriter, TradeWriter
 
-__all__ = ["HealthWriter", "ListingWriter", "TableWriter", "TradeWriter"]
+__all__ = ["GapWriter", "HealthWriter", "ListingWriter", "TableWriter", "TradeWriter"]

@@ -25,7 +25,7 @@ import questdb
 
 from ..config import Settings
 from ..errors import FlushError, FlushRejectedError, FlushTransportError, WriteError
-from ..models import TRADE_SYMBOL_COLUMNS, HealthEvent, ListingEvent, Trade, TradeBatch
+from ..models import TRADE_SYMBOL_COLUMNS, GapEvent, HealthEvent, ListingEvent, Trade, TradeBatch
 from .ilp import open_sender
 
 # Keep any single request well under the client's buffer limit.
@@ -403,6 +403,34 @@ class HealthWriter(TableWriter):
         self._append_or_raise(
             1,
             lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=questdb.TimestampNanos(event.ts_ns)),
+        )
+
+
+class GapWriter(TableWriter):
+    """Writes ``GapEvent`` rows to ``gaps``."""
+
+    @classmethod
+    def logical_table(cls) -> str:
+        return "gaps"
+
+    def write(self, event: GapEvent) -> None:
+        event.validate()
+        gap_ms = (event.end_ns - event.start_ns) // 1_000_000
+        symbols = {"exchange": event.exchange, "market_type": event.market_type, "scope": event.scope}
+        if event.session_id:
+            symbols["session_id"] = event.session_id
+        columns: dict[str, Any] = {
+            "gap_end_ts": questdb.TimestampNanos(event.end_ns),
+            "gap_seconds": -(-gap_ms // 1000),
+            "gap_ms": gap_ms,
+            "reason": event.reason,
+            "filled": event.filled,
+            "backfilled_trades": event.backfilled_trades,
+            "symbols": event.symbols,
+        }
+        self._append_or_raise(
+            1,
+            lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=questdb.TimestampNanos(event.start_ns)),
         )
 
 

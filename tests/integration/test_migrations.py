@@ -13,21 +13,23 @@ from questdb_ingest.resources import resource
 from questdb_ingest.store.migrations import applied_versions, migrate
 from tests.conftest import QuestDB, scoped_settings
 
+TABLES = ("exchange_health", "gaps", "listing_events", "trades")
+
 
 def test_migrate_twice_is_a_noop(qdb: QuestDB) -> None:
     settings = scoped_settings(qdb.new_prefix())
     with qdb.conn() as conn:
         first = migrate(conn, settings)
         second = migrate(conn, settings)
-        assert [m.version for m in first.applied] == [1]
-        assert second.applied == [] and [m.version for m in second.already] == [1]
-        assert list(applied_versions(conn, settings)) == [1]
+        assert [m.version for m in first.applied] == [1, 2]
+        assert second.applied == [] and [m.version for m in second.already] == [1, 2]
+        assert list(applied_versions(conn, settings)) == [1, 2]
         rows = conn.execute(
             "SELECT table_name, partitionBy, walEnabled, dedup, ttlValue, ttlUnit FROM tables() "
-            "WHERE table_name IN (%s, %s, %s) ORDER BY table_name",
-            tuple(settings.table(t) for t in ("exchange_health", "listing_events", "trades")),
+            "WHERE table_name IN (%s, %s, %s, %s) ORDER BY table_name",
+            tuple(settings.table(t) for t in TABLES),
         ).fetchall()
-    assert [r[0] for r in rows] == [settings.table(t) for t in ("exchange_health", "listing_events", "trades")]
+    assert [r[0] for r in rows] == [settings.table(t) for t in TABLES]
     for _, partition_by, wal, dedup, ttl_value, ttl_unit in rows:
         assert (partition_by, wal, dedup) == ("DAY", True, True)
         assert (ttl_value, ttl_unit) == (30, "DAY")

@@ -1,0 +1,361 @@
+"""One connector end to end: symbol discovery and refresh, connections, parsing, gaps, health.
+
+The feed discovers the venue's instruments over REST (retrying until it can), spreads them over
+as many ``Connection`` objects as the venue's per-connection limit needs, parses every frame with
+the venue's pure parser into trade columns and hands batches to the sink. It re-reads the
+symbol list every ``refresh_interval`` seconds and subscribes new instruments on live sockets,
+so a new listing is captured without a restart. Every disconnect window becomes a gap event,
+back-filled over REST where the venue allows; health rows go out periodically and on every
+change of state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..config import ConnectorSettings
+from ..errors import FrameError, ValidationError, VenueErrorFrame
+from ..models import GapEvent, HealthEvent, HealthStatus, TradeBatch
+from .connection import Backoff, Connection
+from .core import Frame, Instrument, Instruments, RestClient, TradeColumns, VenueProtocol
+from .deadletter import DeadLetters
+
+log = logging.getLogger(__name__)
+
+BACKFILL_MARGIN_NS = 1_000_000_000  # clocks differ a little; fetch from just before the last frame
+
+
+class FrameTap(Protocol):
+    """Sees every received frame before parsing (the recorder)."""
+
+    def __call__(self, connector: str, recv_ns: int, frame: Frame) -> None: ...
+
+
+class TradeSink(Protocol):
+    async def submit(self, batch: TradeBatch) -> None: ...
+
+
+class EventSink(Protocol):
+    def health(self, event: HealthEvent) -> None: ...
+
+    def gap(self, event: GapEvent) -> None: ...
+
+
+@dataclass
+class FeedStats:
+    messages: int = 0
+    trades: int = 0
+    dead_letters: int = 0
+    venue_errors: int = 0
+    backfilled: int = 0
+    gaps: int = 0
+    last_trade_ns: int = 0
+    last_error: str = ""
+
+
+def select_instruments(found: Sequence[Instrument], settings: ConnectorSettings) -> list[Instrument]:
+    """Instruments to subscribe: by quote asset and explicit symbol list, capped per connector."""
+    quotes = {q.strip().upper() for q in settings.quotes.split(",") if q.strip()}
+    symbols = {s.strip().upper() for s in settings.symbols.split(",") if s.strip()}
+    chosen = [
+        inst for inst in found if (not quotes or inst.quote in quotes) and (not symbols or inst.symbol in symbols)
+    ]
+    return chosen[: settings.max_symbols] if settings.max_symbols else chosen
+
+
+class Feed:
+    def __init__(
+        self,
+        proto: VenueProtocol,
+        *,
+        settings: ConnectorSettings,
+        rest: RestClient,
+        sink: TradeSink,
+        events: EventSink,
+        dead_letters: DeadLetters,
+        session_id: str = "",
+        tap: FrameTap | None = None,
+    ) -> None:
+        self.proto = proto
+        self.tap = tap
+        self.spec = proto.spec
+        self.settings = settings
+        self.rest = rest
+        self.sink = sink
+        self.events = events
+        self.dead_letters = dead_letters
+        self.session_id = session_id
+        self.instruments = Instruments()
+        self.connections: list[Connection] = []
+        self.stats = FeedStats()
+        self.status = HealthStatus.DISCONNECTED.value
+        self._parse = proto.make_parser(self.instruments)
+        self._columns = TradeColumns()
+        self._open_gaps: dict[int, tuple[int, str]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._drain_lock = asyncio.Lock()
+        self._stopping = False
+        self.ready = asyncio.Event()  # set once the first symbol list is in and connections started
+
+    @property
+    def name(self) -> str:
+        return self.spec.connector
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until ``stop()``; never raises for venue trouble (it is retried and reported)."""
+        backoff = Backoff(self.settings.reconnect_initial, self.settings.reconnect_max)
+        while not self._stopping:
+            try:
+                found = await self.proto.fetch_instruments(self.rest)
+                break
+            except Exception as exc:  # REST down or malformed: retry with backoff, say why
+                self._error(f"symbol list: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(backoff.next_delay())
+        else:
+            return
+        self._add_instruments(select_instruments(found, self.settings))
+        log.info("%s: %d instruments on %d connection(s)", self.name, len(self.instruments), len(self.connections))
+        self._emit_health()
+        self._tasks += [
+            asyncio.create_task(self._refresh_loop()),
+            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._health_loop()),
+        ]
+        self.ready.set()
+        try:
+            await asyncio.gather(*self._tasks)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+
+    async def stop(self) -> None:
+        """Close the sockets, hand over every parsed trade, write a final health row."""
+        self._stopping = True
+        await asyncio.gather(*(c.stop() for c in self.connections), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._side_tasks:
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        await self.drain()
+        self.status = HealthStatus.DISCONNECTED.value
+        self._emit_health("stopped")
+
+    def _add_instruments(self, new: Sequence[Instrument]) -> list[Instrument]:
+        added = [inst for inst in new if inst.venue_symbol not in self.instruments]
+        if not added:
+            return []
+        for inst in added:
+            self.instruments.add(inst)
+        self._parse = self.proto.make_parser(self.instruments)
+        pending = list(added)
+        for conn in self.connections:
+            if pending and conn.room > 0:
+                take, pending = pending[: conn.room], pending[conn.room :]
+                conn.assign(take)
+        per_conn = self.spec.topics_per_connection
+        while pending:
+            conn = self._new_connection()
+            conn.assign(pending[:per_conn])
+            pending = pending[per_conn:]
+        return added
+
+    def _new_connection(self) -> Connection:
+        s = self.settings
+        lifetime = self.spec.max_lifetime
+        rotate_after = s.rotate_after or (max(60.0, lifetime - s.rotate_margin) if lifetime else None)
+        conn = Connection(
+            self.proto,
+            self.rest,
+            self,
+            index=len(self.connections),
+            backoff=Backoff(s.reconnect_initial, s.reconnect_max),
+            rotate_after=rotate_after,
+        )
+        self.connections.append(conn)
+        self._open_gaps[conn.index] = (0, "")  # not a gap until it has been connected once
+        task = asyncio.create_task(conn.run())
+        self._tasks.append(task)
+        return conn
+
+    # ---- frames ----------------------------------------------------------------------
+    def frame(self, conn: Connection, frame: Frame, recv_ns: int) -> bool:
+        self.stats.messages += 1
+        if self.tap is not None:
+            self.tap(self.name, recv_ns, frame)
+        try:
+            self._parse(frame, recv_ns, self._columns)
+        except VenueErrorFrame as exc:
+            self.stats.venue_errors += 1
+            self._dead_letter(frame, exc.reason, recv_ns, conn)
+            self._error(exc.reason)
+        except FrameError as exc:
+            self._dead_letter(frame, exc.reason, recv_ns, conn)
+        except Exception as exc:  # a parser bug must not stop the connector; the frame is kept
+            self._dead_letter(frame, f"parser failure: {type(exc).__name__}: {exc}", recv_ns, conn)
+        return len(self._columns) >= self.settings.batch_rows
+
+    def _dead_letter(self, frame: Frame, reason: str, recv_ns: int, conn: Connection | None) -> None:
+        self.stats.dead_letters += 1
+        scope = conn.scope if conn is not None else self.name
+        self.dead_letters.write(self.name, frame, reason, recv_ns, scope=scope)
+
+    async def drain(self) -> None:
+        """Hand everything parsed so far to the sink (bad rows go to the dead-letter file)."""
+        async with self._drain_lock:
+            if not len(self._columns):
+                return
+            batch = self._columns.drain(self.spec.exchange, self.spec.market_type)
+            await self._submit(batch, "stream")
+
+    async def _submit(self, batch: TradeBatch, source: str) -> None:
+        try:
+            batch.validate()
+        except ValidationError:
+            bad = batch.invalid_mask()
+            for row in bad.nonzero()[0].tolist():
+                one = batch.take(slice(row, row + 1))
+                try:
+                    one.validate()
+                    reason = "invalid row"
+                except ValidationError as exc:
+                    reason = f"invalid trade: {exc}"
+                self.dead_letters.write(
+                    self.name, None, reason, int(one.recv_ns[0]), trade=one.to_trades()[0], source=source
+                )
+                self.stats.dead_letters += 1
+            batch = batch.take(~bad)
+        if not len(batch):
+            return
+        self.stats.trades += len(batch)
+        self.stats.last_trade_ns = max(self.stats.last_trade_ns, int(batch.ts_ns.max()))
+        await self.sink.submit(batch)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            await self.drain()
+
+    # ---- symbol refresh ---------------------------------------------------------------
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refresh_interval)
+            await self.refresh()
+
+    async def refresh(self) -> list[Instrument]:
+        """Re-read the symbol list; subscribe what is new. Returns the new instruments."""
+        try:
+            found = await self.proto.fetch_instruments(self.rest)
+        except Exception as exc:  # keep the current subscriptions; try again next period
+            self._error(f"symbol refresh: {type(exc).__name__}: {exc}")
+            return []
+        added = self._add_instruments(select_instruments(found, self.settings))
+        if added:
+            log.warning("%s: new instruments subscribed: %s", self.name, ", ".join(i.symbol for i in added))
+        return added
+
+    # ---- connection events -------------------------------------------------------------
+    def connected(self, conn: Connection, at_ns: int) -> None:
+        start, reason = self._open_gaps.pop(conn.index, (0, ""))
+        if start:
+            task = asyncio.create_task(self._close_gap(conn, start, at_ns, reason, list(conn.instruments)))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+        self._update_status()
+
+    def disconnected(self, conn: Connection, reason: str, last_rx_ns: int, at_ns: int) -> None:
+        self._open_gaps[conn.index] = (last_rx_ns or at_ns, reason)
+        self.stats.last_error = f"{conn.scope}: {reason}"
+        self._update_status()
+
+    def connect_failed(self, conn: Connection, reason: str) -> None:
+        self._error(f"{conn.scope}: connect failed: {reason}")
+
+    async def _close_gap(self, conn: Connection, start: int, end: int, reason: str, insts: list[Instrument]) -> None:
+        filled, fetched = False, 0
+        if self.proto.supports_backfill and (end - start) / 1e9 <= self.settings.backfill_window:
+            filled, fetched = await self._backfill(insts[: self.settings.backfill_max_instruments], start)
+            filled = filled and len(insts) <= self.settings.backfill_max_instruments
+        gap = GapEvent(
+            start_ns=start,
+            end_ns=end,
+            exchange=self.spec.exchange,
+            market_type=self.spec.market_type,
+            scope=conn.scope,
+            reason=reason,
+            filled=filled,
+            backfilled_trades=fetched,
+            symbols=len(insts),
+            session_id=self.session_id,
+        )
+        self.stats.gaps += 1
+        self.stats.backfilled += fetched
+        log.warning(
+            "%s gap %.1f s (%s): %s, %d trades back-filled",
+            conn.scope, gap.seconds, reason, "filled" if filled else "not filled", fetched,
+        )  # fmt: skip
+        self.events.gap(gap)
+
+    async def _backfill(self, insts: Sequence[Instrument], start_ns: int) -> tuple[bool, int]:
+        """Fetch each instrument's recent trades; filled when every one reaches back to the gap start."""
+        filled, total = True, 0
+        since = start_ns - BACKFILL_MARGIN_NS
+        for inst in insts:
+            cols = TradeColumns()
+            try:
+                count = await self.proto.fetch_recent_trades(self.rest, inst, cols, time.time_ns())
+            except Exception as exc:  # the gap stays recorded as not filled, with the reason logged
+                self._error(f"backfill {inst.symbol}: {type(exc).__name__}: {exc}")
+                filled = False
+                continue
+            if count and min(cols.ts_ns) > start_ns:
+                filled = False  # the venue's recent window does not reach back to the gap start
+            keep = [i for i, ts in enumerate(cols.ts_ns) if ts >= since]
+            if not keep:
+                continue
+            batch = cols.drain(self.spec.exchange, self.spec.market_type).take(keep)  # type: ignore[arg-type]
+            total += len(batch)
+            await self._submit(batch, "backfill")
+        return filled, total
+
+    # ---- health -------------------------------------------------------------------------
+    def _error(self, message: str) -> None:
+        log.warning("%s: %s", self.name, message)
+        self.stats.last_error = message
+        if self.status != HealthStatus.ERROR.value:
+            self.status = HealthStatus.ERROR.value
+            self._emit_health(message)
+
+    def _update_status(self) -> None:
+        up = bool(self.connections) and all(c.connected for c in self.connections)
+        status = HealthStatus.CONNECTED.value if up else HealthStatus.DISCONNECTED.value
+        if status != self.status:
+            self.status = status
+            self._emit_health(self.stats.last_error if not up else "")
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            if self.status == HealthStatus.ERROR.value:
+                self._update_status()  # errors clear once every connection is up again
+            self._emit_health(self.stats.last_error if self.status != HealthStatus.CONNECTED.value else "")
+
+    def _emit_health(self, message: str = "") -> None:
+        self.events.health(
+            HealthEvent(
+                ts_ns=time.time_ns(),
+                exchange=self.spec.exchange,
+                market_type=self.spec.market_type,
+                status=self.status,
+                last_trade_ns=self.stats.last_trade_ns or None,
+                message_count=self.stats.messages,
+                error_message=message[:500],
+            )
+        )

@@ -1,0 +1,50 @@
+"""How many trades are due: a base rate with periodic bursts, turned into whole trades per tick.
+
+Bursts sit at the end of every ``burst_every`` period so a freshly started server begins calm.
+The fractional remainder carries over, so low rates with 10 ms ticks still average out exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# After a pause or a stalled event loop, catch up at most this much time in one go.
+MAX_CATCH_UP = 1.0
+
+
+@dataclass(frozen=True)
+class RateSchedule:
+    rate: float = 1_000.0
+    burst_rate: float = 5_000.0
+    burst_every: float = 60.0
+    burst_seconds: float = 5.0
+
+    def rate_at(self, elapsed: float) -> float:
+        """Trades/s at ``elapsed`` seconds after the start."""
+        if self.burst_seconds > 0 and elapsed % self.burst_every >= self.burst_every - self.burst_seconds:
+            return self.burst_rate
+        return self.rate
+
+
+class Pacer:
+    """Turns a schedule into whole trades per call of ``due``."""
+
+    def __init__(self, schedule: RateSchedule, now: float) -> None:
+        self.schedule = schedule
+        self._start = now
+        self._last = now
+        self._carry = 0.0
+
+    def due(self, now: float) -> int:
+        """Trades due since the previous call (or ``restart``)."""
+        dt = min(max(now - self._last, 0.0), MAX_CATCH_UP)
+        self._last = now
+        self._carry += self.schedule.rate_at(now - self._start) * dt
+        n = int(self._carry)
+        self._carry -= n
+        return n
+
+    def restart(self, now: float) -> None:
+        """Forget the time since the last call (after a pause: no catch-up burst)."""
+        self._last = now
+        self._carry = 0.0

@@ -1,0 +1,54 @@
+"""Rich tables for the connectors (live view of ``pumpwatch run`` / ``record`` and final summaries)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+
+from .pipeline import Pipeline
+
+
+class RateMeter:
+    """Trades/s per feed from successive samples."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}
+        self.rates: dict[str, float] = {}
+
+    def sample(self, pipeline: Pipeline) -> None:
+        now = time.monotonic()
+        for feed in pipeline.feeds:
+            t0, n0 = self._last.get(feed.name, (now, feed.stats.trades))
+            if now - t0 >= 1.0:
+                self.rates[feed.name] = (feed.stats.trades - n0) / (now - t0)
+                self._last[feed.name] = (now, feed.stats.trades)
+            else:
+                self._last.setdefault(feed.name, (t0, n0))
+
+
+def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None = None) -> Table:
+    table = Table(title=title)
+    for col in ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s", "dead", "gaps", "backfilled"):
+        table.add_column(col, justify="left" if col in ("connector", "status") else "right")
+    table.add_column("last error", overflow="fold", max_width=48)
+    now = time.time_ns()
+    for feed in pipeline.feeds:
+        s = feed.stats
+        up = sum(c.connected for c in feed.connections)
+        age = f" ({(now - s.last_trade_ns) / 1e9:.0f}s ago)" if s.last_trade_ns else ""
+        colour = {"connected": "green", "disconnected": "yellow", "error": "red"}.get(feed.status, "white")
+        table.add_row(
+            feed.name,
+            f"[{colour}]{feed.status}[/]",
+            f"{up}/{len(feed.connections)}",
+            f"{len(feed.instruments):,}",
+            f"{s.messages:,}",
+            f"{s.trades:,}{age}" if s.trades else "0",
+            f"{(rates or {}).get(feed.name, 0.0):,.0f}",
+            f"{s.dead_letters:,}",
+            f"{s.gaps:,}",
+            f"{s.backfilled:,}",
+            s.last_error[-200:],
+        )
+    return table
