@@ -59,12 +59,13 @@ class FeedStats:
 
 
 def select_instruments(found: Sequence[Instrument], settings: ConnectorSettings) -> list[Instrument]:
-    """Instruments to subscribe: by quote asset and explicit symbol list, capped per connector."""
+    """Instruments to subscribe: an explicit symbol list wins, else by quote asset; capped per connector."""
     quotes = {q.strip().upper() for q in settings.quotes.split(",") if q.strip()}
     symbols = {s.strip().upper() for s in settings.symbols.split(",") if s.strip()}
-    chosen = [
-        inst for inst in found if (not quotes or inst.quote in quotes) and (not symbols or inst.symbol in symbols)
-    ]
+    if symbols:
+        chosen = [inst for inst in found if inst.symbol in symbols]
+    else:
+        chosen = [inst for inst in found if not quotes or inst.quote in quotes]
     return chosen[: settings.max_symbols] if settings.max_symbols else chosen
 
 
