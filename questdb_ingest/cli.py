@@ -347,8 +347,13 @@ def _connector_settings(ctx: click.Context, names: str | None, base_url: str | N
 
 
 @main.command("run")
-@click.option("--source", type=click.Choice(["live", "replay"]), default="live", show_default=True,
-              help="live: the venues' real endpoints; replay: a local replay server (started unless --replay-url).")
+@click.option(
+    "--source",
+    type=click.Choice(["live", "replay"]),
+    default="live",
+    show_default=True,
+    help="live: the venues' real endpoints; replay: a local replay server (started unless --replay-url).",
+)
 @click.option("--replay-url", help="A running replay server, e.g. http://127.0.0.1:8765 (implies --source replay).")
 @click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
 @click.option("--replay-symbols", default=10, show_default=True, help="Symbols per venue on a started replay server.")
@@ -413,13 +418,15 @@ def run(
                 live.update(
                     Group(
                         feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates),
-                        Text(books_line(metrics)),
+                        books_line(metrics),
                     )
                 )
 
             try:
                 pipeline = asyncio.run(
-                    run_feeds(settings, chosen, sink=SenderSink(sender), events=events, duration=seconds, on_tick=refresh)
+                    run_feeds(
+                        settings, chosen, sink=SenderSink(sender), events=events, duration=seconds, on_tick=refresh
+                    )
                 )
             finally:
                 live.update(Text("draining: every parsed trade to QuestDB or the spool…"))
@@ -556,6 +563,37 @@ def bench_stream(
         rate=rate,
         seconds=seconds,
         workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        console=console,
+    )
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+
+
+@bench.command("connectors")
+@click.option("--trades", default=1_400_000, show_default=True, help="Trades in the frame mix (split over connectors).")
+@click.option("--connectors", "names", help="Comma list (default: all 14).")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--repeat", default=3, show_default=True, help="Pipeline rounds per contender (median reported).")
+@click.option("--pipeline/--no-pipeline", default=True, show_default=True, help="Also run the QuestDB pipeline rounds.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors.json")
+@click.pass_context
+def bench_connectors(
+    ctx: click.Context, trades: int, names: str | None, workers: int, repeat: int, pipeline: bool, json_path: str
+) -> None:
+    """Parser trades/s per venue on one core, and frames → parsers → router → sender → QuestDB vs a
+    single-process baseline (same frames, same parsers, ``Sender.dataframe``)."""
+    from .bench.connectors import run_connector_benchmark
+    from .connectors.registry import select
+
+    settings = _settings(ctx)
+    result = run_connector_benchmark(
+        settings,
+        select(names or "all"),
+        trades=trades,
+        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        repeat=repeat,
+        pipeline=pipeline,
         console=console,
     )
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)

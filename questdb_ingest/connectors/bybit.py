@@ -92,8 +92,7 @@ class Control(msgspec.Struct, frozen=True):
 
     op: str = ""
     success: bool | None = None
-    ret_msg: str = ""
-    req_id: str | None = None
+    ret_msg: str | None = None
 
 
 class InstrumentRow(msgspec.Struct, frozen=True):
@@ -313,18 +312,22 @@ class BybitProtocol(VenueProtocol):
         if not isinstance(req, dict):
             return Answer([self._reply("", None, success=False, message="error:request not supported")])
         op, req_id = req.get("op"), req.get("req_id")
+
+        def fail(message: str) -> Answer:
+            return Answer([self._reply(str(op or ""), req_id, success=False, message=message)])
+
         if op == "ping":
             return Answer([self._reply("ping", req_id, message="pong")])
         if op not in ("subscribe", "unsubscribe"):
-            return Answer([self._reply(str(op or ""), req_id, success=False, message=f"error:handler not found,op:{op}")])
+            return fail(f"error:handler not found,op:{op}")
         args = req.get("args")
         if not isinstance(args, list) or not args:
-            return Answer([self._reply(op, req_id, success=False, message="error:args is empty")])
+            return fail("error:args is empty")
         if not self.futures and len(args) > SPOT.topics_per_message:
-            return Answer([self._reply(op, req_id, success=False, message=f"error:args size >{SPOT.topics_per_message}")])
+            return fail(f"error:args size >{SPOT.topics_per_message}")
         bad = [a for a in args if not isinstance(a, str) or not a.startswith(TOPIC) or len(a) == len(TOPIC)]
         if bad:
-            return Answer([self._reply(op, req_id, success=False, message=f"error:handler not found,topic:{bad[0]}")])
+            return fail(f"error:handler not found,topic:{bad[0]}")
         names = [a[len(TOPIC) :] for a in args]
         ack = [self._reply(op, req_id, message="" if self.futures else op)]
         if op == "subscribe":
@@ -371,11 +374,14 @@ class BybitProtocol(VenueProtocol):
             limit = _int(query.get("limit"), 500 if self.futures else 60)
             if limit is None or not 1 <= limit <= cap:
                 return _error(10001, "params error: limit invalid")
-            trades = list(recent(query.get("symbol", "")))[-limit:]
+            symbol = query.get("symbol", "")
+            if symbol not in {i.venue_symbol for i in instruments}:
+                return _error(10001, "params error: Symbol Invalid")
+            trades = list(recent(symbol))[-limit:]
             body = [
                 {
                     "execId": t.trade_id,
-                    "symbol": query.get("symbol", ""),
+                    "symbol": symbol,
                     "price": num_text(t.price),
                     "size": num_text(t.quantity),
                     "side": _WIRE_SIDE[t.side],
@@ -403,11 +409,18 @@ def _int(text: str | None, default: int) -> int | None:
 
 
 def _ok(result: object) -> RestReply:
-    return RestReply(json_body({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": time.time_ns() // 1_000_000}))
+    return _envelope(0, "OK", result)
 
 
 def _error(code: int, message: str) -> RestReply:
-    return RestReply(json_body({"retCode": code, "retMsg": message, "result": {}, "retExtInfo": {}, "time": time.time_ns() // 1_000_000}))
+    return _envelope(code, message, {})
+
+
+def _envelope(code: int, message: str, result: object) -> RestReply:
+    now_ms = time.time_ns() // 1_000_000
+    return RestReply(
+        json_body({"retCode": code, "retMsg": message, "result": result, "retExtInfo": {}, "time": now_ms})
+    )
 
 
 def _instrument_page(url: str, body: bytes) -> InstrumentPage:

@@ -6,7 +6,7 @@ a token, and the client connects to ``endpoint?token=…&connectId=…``. The se
 symbols comma-joined in one topic; the client pings (``{"id","type":"ping"}``) every
 ``pingInterval`` (18 s). One trade per message, ``side`` is the taker side. Spot ``time`` is ns as a
 **string**; futures ``ts`` is ns as an **int**. Futures ``size`` counts lots (base quantity =
-``size × multiplier``, per contract) and ``price`` is a string in current payloads but a JSON
+``size * multiplier``, per contract) and ``price`` is a string in current payloads but a JSON
 number in older ones. BTC is spelled ``XBT`` on futures (``XBTUSDTM``). No recent-trades backfill.
 """
 
@@ -67,8 +67,10 @@ SPOT_TOPIC = "/market/match:"
 FUTURES_TOPIC = "/contractMarket/execution:"
 OK = "200000"
 PERPETUAL = "FFWCSX"  # KuCoin's contract type code for perpetual swaps
-# Replay lot sizes (the real ones come from the contract list).
+# Replay lot sizes (the real ones come from the contract list). Never 1: a lot count is an integer,
+# so the replay generator must produce whole lots, which it does for instruments with a contract size.
 _REPLAY_MULTIPLIER = {"BTC": "0.001", "ETH": "0.01"}
+_REPLAY_DEFAULT_MULTIPLIER = "0.1"
 _MAX_NS = 2**63 - 1
 _INF = math.inf
 
@@ -314,7 +316,7 @@ class KucoinProtocol(VenueProtocol):
     def instrument_for(self, base: str, quote: str) -> Instrument:
         if self.futures:
             venue_base = "XBT" if base.upper() == "BTC" else base
-            multiplier = _REPLAY_MULTIPLIER.get(base.upper(), "1")
+            multiplier = _REPLAY_MULTIPLIER.get(base.upper(), _REPLAY_DEFAULT_MULTIPLIER)
             return Instrument.make(f"{venue_base}{quote}M", venue_base, quote, multiplier=multiplier)
         return Instrument.make(f"{base}-{quote}", base, quote)
 
@@ -392,7 +394,13 @@ class KucoinProtocol(VenueProtocol):
         ws_url: str,
     ) -> RestReply | None:
         if path == "/api/v1/bullet-public":
-            server = {"endpoint": ws_url, "encrypt": True, "protocol": "websocket", "pingInterval": 18000, "pingTimeout": 10000}
+            server = {
+                "endpoint": ws_url,
+                "encrypt": True,
+                "protocol": "websocket",
+                "pingInterval": 18000,
+                "pingTimeout": 10000,
+            }
             return RestReply(json_body({"code": OK, "data": {"token": "replay", "instanceServers": [server]}}))
         if self.futures and path == "/api/v1/contracts/active":
             rows: list[dict[str, object]] = [

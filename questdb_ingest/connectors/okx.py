@@ -2,7 +2,7 @@
 
 Quirks: both markets share one public URL and differ only by ``instId`` (``BTC-USDT`` vs
 ``BTC-USDT-SWAP``). ``ts`` is ms **as a string**; ``side`` is the taker side. SWAP ``sz`` is in
-contracts, so base quantity = ``sz × ctVal`` (per instrument, from the REST list). The ``trades``
+contracts, so base quantity = ``sz * ctVal`` (per instrument, from the REST list). The ``trades``
 channel aggregates one taker order at one price into one row (``tradeId`` is the last fill's id,
 ``count`` the number of fills). The heartbeat is the text ``ping`` (not JSON), answered by the text
 ``pong``; the server drops a connection after 30 s without data. Errors arrive as
@@ -308,16 +308,20 @@ class OkxProtocol(VenueProtocol):
         if path == "/api/v5/public/instruments":
             if query.get("instType", self.inst_type) != self.inst_type:
                 return RestReply(json_body({"code": "0", "msg": "", "data": []}))
-            return RestReply(json_body({"code": "0", "msg": "", "data": [self._instrument_row(i) for i in instruments]}))
+            return RestReply(
+                json_body({"code": "0", "msg": "", "data": [self._instrument_row(i) for i in instruments]})
+            )
         if path == "/api/v5/market/trades":
             limit_text = query.get("limit", "100")
             limit = int(limit_text) if limit_text.isascii() and limit_text.isdigit() else 0
             if not 1 <= limit <= REST_LIMIT:
                 return RestReply(json_body({"code": "51000", "msg": "Parameter limit error", "data": []}), status=400)
             inst_id = query.get("instId", "")
+            inst = next((i for i in instruments if i.venue_symbol == inst_id), None)
+            if inst is None:
+                body = {"code": "51001", "msg": f"Instrument ID {inst_id} does not exist.", "data": []}
+                return RestReply(json_body(body), status=400)
             trades = list(recent(inst_id))[-limit:]
-            by_venue = {i.venue_symbol: i for i in instruments}
-            inst = by_venue.get(inst_id) or Instrument.make(inst_id, inst_id.split("-")[0], "USDT")
             rows = []
             for t in reversed(trades):  # newest first, as OKX answers
                 row = _wire_trade(inst, t)

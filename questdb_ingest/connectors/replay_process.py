@@ -30,7 +30,7 @@ class ReplayProcess:
         self.start_timeout = start_timeout
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] = tempfile.TemporaryFile()
+        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> ReplayProcess:
         cmd = [sys.executable, "-m", "questdb_ingest.cli", "replay-server", "--port", str(self.port), *self.args]

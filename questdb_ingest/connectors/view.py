@@ -29,7 +29,8 @@ class RateMeter:
 
 def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None = None) -> Table:
     table = Table(title=title)
-    for col in ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s", "dead", "gaps", "backfilled"):
+    columns = ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s", "dead", "gaps", "backfilled")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("connector", "status") else "right")
     table.add_column("last error", overflow="fold", max_width=48)
     now = time.time_ns()

@@ -143,8 +143,10 @@ def test_gate_ping_names_the_market() -> None:
     assert json.loads(proto("gate_futures").ping_message() or "")["channel"] == "futures.ping"
 
 
-@pytest.mark.parametrize(("name", "method", "venue"), [("phemex_spot", "trade.subscribe", "sBTCUSDT"),
-                                                        ("phemex_futures", "trade_p.subscribe", "BTCUSDT")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "method", "venue"),
+    [("phemex_spot", "trade.subscribe", "sBTCUSDT"), ("phemex_futures", "trade_p.subscribe", "BTCUSDT")],
+)
 def test_phemex_subscribes_one_symbol_per_request(name: str, method: str, venue: str) -> None:
     p = proto(name)
     insts = [p.instrument_for(b, "USDT") for b in ("BTC", "ETH", "SOMI")]
@@ -182,8 +184,12 @@ def test_gate_answers_subscribe_and_ping() -> None:
     assert ans.subscribe == ["BTC_USDT", "SOMI_USDT"]
     ack = json.loads(ans.replies[0])
     assert (ack["id"], ack["channel"], ack["event"], ack["error"], ack["result"]) == (
-        9, "spot.trades", "subscribe", None, {"status": "success"},
-    )  # fmt: skip
+        9,
+        "spot.trades",
+        "subscribe",
+        None,
+        {"status": "success"},
+    )
     unsub = p.answer(json.dumps({**req, "event": "unsubscribe"}))
     assert unsub.unsubscribe == ["BTC_USDT", "SOMI_USDT"]
     assert unsub.subscribe == []
@@ -191,8 +197,9 @@ def test_gate_answers_subscribe_and_ping() -> None:
     assert pong["channel"] == "spot.pong"
     assert parser("gate_spot")(p.answer(json.dumps(req)).replies[0], 1, TradeColumns()) == 0
     with pytest.raises(VenueErrorFrame):
-        parser("gate_spot")(p.answer('{"channel":"futures.trades","event":"subscribe","payload":[]}').replies[0], 1,
-                            TradeColumns())  # fmt: skip
+        parser("gate_spot")(
+            p.answer('{"channel":"futures.trades","event":"subscribe","payload":[]}').replies[0], 1, TradeColumns()
+        )
     assert json.loads(p.answer("garbage").replies[0])["error"] is not None
 
 
@@ -234,13 +241,28 @@ def test_upbit_answers_ping_and_replaces_subscriptions(name: str) -> None:
 
 
 def _gate_futures(size: object, **extra: object) -> str:
-    trade = {"size": size, "id": 11, "create_time": 1758067201, "create_time_ms": 1758067201203, "price": "100.5",
-             "contract": "BTC_USDT", **extra}  # fmt: skip
+    trade = {
+        "size": size,
+        "id": 11,
+        "create_time": 1758067201,
+        "create_time_ms": 1758067201203,
+        "price": "100.5",
+        "contract": "BTC_USDT",
+        **extra,
+    }
     return json.dumps({"channel": "futures.trades", "event": "update", "time": 1, "result": [trade]})
 
 
-@pytest.mark.parametrize(("size", "side", "quantity"), [(25, "buy", 0.0025), ("25", "buy", 0.0025), (-25, "sell", 0.0025),
-                                                         ("-25", "sell", 0.0025), ("-0.5", "sell", 0.00005)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("size", "side", "quantity"),
+    [
+        (25, "buy", 0.0025),
+        ("25", "buy", 0.0025),
+        (-25, "sell", 0.0025),
+        ("-25", "sell", 0.0025),
+        ("-0.5", "sell", 0.00005),
+    ],
+)
 def test_gate_futures_size_string_or_int_and_its_sign(size: object, side: str, quantity: float) -> None:
     (row,) = parse_one("gate_futures", _gate_futures(size))
     assert (row["side"], row["quantity"], row["trade_id"]) == (side, quantity, "11")
@@ -270,14 +292,29 @@ def test_gate_futures_bad_trade_in_a_batch_appends_nothing() -> None:
 
 
 def _gate_spot(create_time_ms: object, side: str = "buy") -> str:
-    trade = {"id": 5, "id_market": 5, "create_time": 1758067201, "create_time_ms": create_time_ms, "side": side,
-             "currency_pair": "SOMI_USDT", "amount": "1.5", "price": "2.25"}  # fmt: skip
+    trade = {
+        "id": 5,
+        "id_market": 5,
+        "create_time": 1758067201,
+        "create_time_ms": create_time_ms,
+        "side": side,
+        "currency_pair": "SOMI_USDT",
+        "amount": "1.5",
+        "price": "2.25",
+    }
     return json.dumps({"time": 1, "channel": "spot.trades", "event": "update", "result": trade})
 
 
-@pytest.mark.parametrize(("raw", "ns"), [("1758067201193.4521", 1758067201193452100), ("1758067201193.000001", 1758067201193000001),
-                                          ("1758067201193", 1758067201193000000), (1758067201193, 1758067201193000000),
-                                          ("9007199254740993.1", 9007199254740993100000)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "ns"),
+    [
+        ("1758067201193.4521", 1758067201193452100),
+        ("1758067201193.000001", 1758067201193000001),
+        ("1758067201193", 1758067201193000000),
+        (1758067201193, 1758067201193000000),
+        ("9007199254740993.1", 9007199254740993100000),
+    ],
+)
 def test_gate_spot_fractional_ms_is_exact_ns(raw: object, ns: int) -> None:
     if ns >= 2**63:
         with pytest.raises(FrameError):
@@ -286,8 +323,12 @@ def test_gate_spot_fractional_ms_is_exact_ns(raw: object, ns: int) -> None:
     (row,) = parse_one("gate_spot", _gate_spot(raw))
     assert row["ts_ns"] == ns
     assert (row["symbol"], row["price"], row["quantity"], row["side"], row["trade_id"]) == (
-        "SOMI-USDT", 2.25, 1.5, "buy", "5",
-    )  # fmt: skip
+        "SOMI-USDT",
+        2.25,
+        1.5,
+        "buy",
+        "5",
+    )
 
 
 @pytest.mark.parametrize("raw", ["-1.5", "1.2.3", "abc", "", "1e3", 1.5])
@@ -300,7 +341,15 @@ def test_gate_spot_side_and_error_frames() -> None:
     assert parse_one("gate_spot", _gate_spot("1", side="sell"))[0]["side"] == "sell"
     with pytest.raises(FrameError, match="side"):
         parse_one("gate_spot", _gate_spot("1", side="Buy"))
-    err = '{"time":1,"channel":"spot.trades","event":"subscribe","error":{"code":2,"message":"unknown pair"},"result":null}'
+    err = json.dumps(
+        {
+            "time": 1,
+            "channel": "spot.trades",
+            "event": "subscribe",
+            "error": {"code": 2, "message": "x"},
+            "result": None,
+        }
+    )
     with pytest.raises(VenueErrorFrame, match="error"):
         parse_one("gate_spot", err)
     assert parse_one("gate_spot", '{"time":1,"channel":"spot.pong","event":"","error":null,"result":null}') == []
@@ -313,8 +362,16 @@ def test_phemex_spot_snapshot_skipped_and_missing_type_is_live() -> None:
     assert parse_one("phemex_spot", snap) == []
     out = TradeColumns()
     assert parser("phemex_spot")(live, 3, out) == 1
-    assert out.rows() == [{"symbol": "SOMI-USDT", "price": 1.2345, "quantity": 120.0, "side": "sell",
-                           "trade_id": "1758067201210987654:123450000:12000000000", "ts_ns": 1758067201210987654}]  # fmt: skip
+    assert out.rows() == [
+        {
+            "symbol": "SOMI-USDT",
+            "price": 1.2345,
+            "quantity": 120.0,
+            "side": "sell",
+            "trade_id": "1758067201210987654:123450000:12000000000",
+            "ts_ns": 1758067201210987654,
+        }
+    ]
     assert out.sequence == [2]
 
 
@@ -357,9 +414,18 @@ def test_phemex_rejects_float_times_unknown_spot_symbols_and_bad_values() -> Non
 
 
 def _upbit(**over: object) -> dict[str, object]:
-    return {"type": "trade", "code": "KRW-SOMI", "timestamp": 1758067201226, "trade_timestamp": 1758067201225,
-            "trade_price": 1718.0, "trade_volume": 2.5, "ask_bid": "ASK", "sequential_id": 17580672012250000,
-            "stream_type": "REALTIME", **over}  # fmt: skip
+    return {
+        "type": "trade",
+        "code": "KRW-SOMI",
+        "timestamp": 1758067201226,
+        "trade_timestamp": 1758067201225,
+        "trade_price": 1718.0,
+        "trade_volume": 2.5,
+        "ask_bid": "ASK",
+        "sequential_id": 17580672012250000,
+        "stream_type": "REALTIME",
+        **over,
+    }
 
 
 @pytest.mark.parametrize("name", ["upbit_spot", "bithumb_spot"])
@@ -367,8 +433,16 @@ def test_upbit_binary_frames_snapshot_status_and_errors(name: str) -> None:
     out = TradeColumns()
     parse = parser(name)
     assert parse(json.dumps(_upbit()).encode(), 4, out) == 1  # binary frame
-    assert out.rows() == [{"symbol": "SOMI-KRW", "price": 1718.0, "quantity": 2.5, "side": "sell",
-                           "trade_id": "17580672012250000", "ts_ns": 1758067201225000000}]  # fmt: skip
+    assert out.rows() == [
+        {
+            "symbol": "SOMI-KRW",
+            "price": 1718.0,
+            "quantity": 2.5,
+            "side": "sell",
+            "trade_id": "17580672012250000",
+            "ts_ns": 1758067201225000000,
+        }
+    ]
     assert out.sequence == [17580672012250000]
     assert parse(json.dumps(_upbit(stream_type="SNAPSHOT")), 4, out) == 0
     assert parse(b'{"status":"UP"}', 4, out) == 0
@@ -454,9 +528,17 @@ def test_no_input_raises_anything_but_frame_error(name: str) -> None:
 
 
 def _trade(p: VenueProtocol, **over: object) -> Trade:
-    fields: dict[str, object] = {"ts_ns": 1758067201193452199, "exchange": p.spec.exchange,
-                                 "market_type": p.spec.market_type, "symbol": "BTC-USDT", "price": 115208.7,
-                                 "quantity": 0.0025, "side": "sell", "trade_id": "42", **over}  # fmt: skip
+    fields: dict[str, object] = {
+        "ts_ns": 1758067201193452199,
+        "exchange": p.spec.exchange,
+        "market_type": p.spec.market_type,
+        "symbol": "BTC-USDT",
+        "price": 115208.7,
+        "quantity": 0.0025,
+        "side": "sell",
+        "trade_id": "42",
+        **over,
+    }
     return Trade(**fields)  # type: ignore[arg-type]
 
 
@@ -504,8 +586,11 @@ def test_upbit_replays_binary_frames_and_bithumb_text() -> None:
     assert isinstance(frame, bytes)
     msg = json.loads(frame)
     assert (msg["trade_timestamp"], msg["ask_bid"], msg["sequential_id"], msg["stream_type"]) == (
-        1758067201193, "ASK", 42, "REALTIME",
-    )  # fmt: skip
+        1758067201193,
+        "ASK",
+        42,
+        "REALTIME",
+    )
     assert msg["trade_date"] == "2025-09-17"
     (text,) = bt.encode_trades(inst, [_trade(bt, price=1718.0, quantity=2.5)])
     assert isinstance(text, str)

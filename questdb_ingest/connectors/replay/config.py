@@ -67,7 +67,10 @@ class ReplayConfig:
         if not names:
             raise ConfigError("replay.connectors", "no connector selected")
         for name in names:
-            connector(name)  # ConfigError naming the valid ones
+            try:
+                connector(name)
+            except ConfigError as exc:
+                raise ConfigError("replay.connectors", str(exc).partition(": ")[2]) from None
         object.__setattr__(self, "connectors", names)
         if self.symbols < 1:
             raise ConfigError("replay.symbols", f"must be >= 1, got {self.symbols}")
@@ -77,7 +80,9 @@ class ReplayConfig:
         if not self.burst_every > 0:
             raise ConfigError("replay.burst_every", f"must be > 0, got {self.burst_every}")
         if self.burst_seconds > self.burst_every:
-            raise ConfigError("replay.burst_seconds", f"must be <= burst_every ({self.burst_every}), got {self.burst_seconds}")
+            raise ConfigError(
+                "replay.burst_seconds", f"must be <= burst_every ({self.burst_every}), got {self.burst_seconds}"
+            )
         if self.max_trades is not None and self.max_trades < 0:
             raise ConfigError("replay.max_trades", f"must be >= 0, got {self.max_trades}")
         if not self.heartbeat > 0:

@@ -4,7 +4,7 @@ Per tick the generator draws every random number for all trades at once (numpy) 
 final ``Trade`` objects are built per row, so generation stays far cheaper than encoding and
 sending. Prices walk per instrument, rounded to at most 8 decimals within 0.001..100000;
 quantities are rounded to at most 6 decimals, or are whole contracts (``inst.to_base(k)``, k ≥ 1)
-on instruments with a contract size. Trade ids are per-connector increasing integers from
+on instruments with a contract size and on every instrument of a venue that has one. Trade ids are per-connector increasing integers from
 ``id_base``, so a restarted server (time-derived base) never reuses an id.
 """
 
@@ -79,6 +79,7 @@ class _Venue:
     market_type: str
     next_id: int
     ranks: dict[str, int]  # venue symbol → position in the venue's list (weight)
+    whole_contracts: bool  # every quantity is a whole number of contracts, even at multiplier 1
     weight_sum: float = 0.0
     active: int = 0
 
@@ -111,8 +112,23 @@ class TradeGenerator:
         self._p: npt.NDArray[np.float64] | None = None
 
     # ---- universe ---------------------------------------------------------------------
-    def add_venue(self, connector: str, exchange: str, market_type: str, instruments: Sequence[Instrument]) -> None:
-        self._venues[connector] = _Venue(connector, exchange, market_type, self.id_base, {})
+    def add_venue(
+        self,
+        connector: str,
+        exchange: str,
+        market_type: str,
+        instruments: Sequence[Instrument],
+        *,
+        whole_contracts: bool | None = None,
+    ) -> None:
+        """A connector and its listed instruments.
+
+        ``whole_contracts`` defaults to "some instrument has a contract size": such a venue quotes
+        sizes in contracts, so its multiplier-1 instruments must trade whole units too.
+        """
+        if whole_contracts is None:
+            whole_contracts = any(i.size_num != i.size_den for i in instruments)
+        self._venues[connector] = _Venue(connector, exchange, market_type, self.id_base, {}, whole_contracts)
         self._instruments[connector] = {}
         for inst in instruments:
             self.add_instrument(connector, inst)
@@ -147,7 +163,7 @@ class TradeGenerator:
         venue.weight_sum += venue.ranks[venue_symbol] ** -_ZIPF
         venue.active += 1
         price = start_price(inst.base, inst.quote, self.seed)
-        contract = inst.size_num != inst.size_den
+        contract = venue.whole_contracts or inst.size_num != inst.size_den
         self._log_price = np.append(self._log_price, math.log(price))
         self._price_scale = np.append(self._price_scale, 10.0 ** _decimals(price, inst.price_scale or 8))
         self._qty_scale = np.append(self._qty_scale, 10.0 ** min(6, inst.qty_scale or 6))
@@ -167,10 +183,7 @@ class TradeGenerator:
         if self._p is None:
             venues = sum(1 for v in self._venues.values() if v.active)
             p = np.array(
-                [
-                    b.venue.ranks[b.inst.venue_symbol] ** -_ZIPF / b.venue.weight_sum / venues
-                    for b in self._books
-                ]
+                [b.venue.ranks[b.inst.venue_symbol] ** -_ZIPF / b.venue.weight_sum / venues for b in self._books]
             )
             self._p = p / p.sum()
         return self._p

@@ -1,0 +1,289 @@
+"""Connector benchmarks: parser throughput per venue, and the in-memory pipeline
+(frames → parsers → router → sender → QuestDB) next to a single-process baseline.
+
+The frames are the venues' own wire format, produced by each venue's replay encoder from
+synthetic trades (several trades per call, so batching venues get multi-trade frames as they send
+under load). Both pipeline contenders parse the same frames with the same parsers; the baseline
+then builds the DataFrame and calls ``Sender.dataframe`` in the same process, as a simple feed
+handler would, while our pipeline hands columns to the sharded sender's worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import questdb
+from rich.console import Console
+from rich.table import Table
+
+from ..config import Settings
+from ..connectors.core import Frame, FrameParser, Instruments, TradeColumns, VenueProtocol
+from ..connectors.registry import Connector
+from ..connectors.synthetic import symbol_universe
+from ..ingest.ilp import writer_conf
+from ..models import TRADE_SYMBOL_COLUMNS, Trade, TradeBatch, now_ns
+from ..sender import ShardedSender
+from ..sender.sinks import transport_conf
+from .insert import _drop, _finish, _wait_ready, fresh_tables
+from .machine import machine_info
+
+TRADES_PER_CALL = 4
+DRAIN_ROWS = 20_000
+
+
+@dataclass
+class VenueMix:
+    name: str
+    proto: VenueProtocol
+    instruments: Instruments
+    frames: list[Frame]
+    trades: int
+
+
+def _venue_quote(proto: VenueProtocol) -> str:
+    return "KRW" if proto.spec.exchange in ("upbit", "bithumb") else "USDT"
+
+
+def build_mix(
+    connectors: Sequence[Connector], trades_per_connector: int, symbols: int = 20, seed: int = 5
+) -> list[VenueMix]:
+    """Per connector: wire frames carrying ``trades_per_connector`` trades over ``symbols`` instruments."""
+    rng = np.random.default_rng(seed)
+    mixes = []
+    start = now_ns() - 3_600_000_000_000
+    for c in connectors:
+        proto = c.protocol()
+        quote = _venue_quote(proto)
+        insts = [proto.instrument_for(s.split("-")[0], quote) for s in symbol_universe(symbols)]
+        frames: list[Frame] = []
+        n = 0
+        tid = 1_000_000
+        prices = 10 ** rng.uniform(-1, 4, size=len(insts))
+        while n < trades_per_connector:
+            k = rng.integers(0, len(insts))
+            inst = insts[k]
+            group = []
+            for _ in range(min(TRADES_PER_CALL, trades_per_connector - n)):
+                tid += 1
+                n += 1
+                qty = (
+                    inst.to_base(int(rng.integers(1, 50)))
+                    if inst.size_num != inst.size_den
+                    else round(float(rng.exponential(5)) + 0.001, 6)
+                )
+                group.append(
+                    Trade(
+                        ts_ns=start + n * 1_000_000,
+                        exchange=proto.spec.exchange,
+                        market_type=proto.spec.market_type,
+                        symbol=inst.symbol,
+                        price=round(float(prices[k] * (1 + rng.normal(0, 0.001))), 4),
+                        quantity=qty,
+                        side="buy" if rng.random() < 0.5 else "sell",
+                        trade_id=str(tid),
+                    )
+                )
+            frames.extend(proto.encode_trades(inst, group))
+        mixes.append(VenueMix(c.name, proto, Instruments(insts), frames, n))
+    return mixes
+
+
+def _parse_all(parse: FrameParser, frames: list[Frame], out: TradeColumns, recv_ns: int) -> None:
+    for frame in frames:
+        parse(frame, recv_ns, out)
+
+
+@dataclass
+class ParseRow:
+    connector: str
+    frames: int
+    trades: int
+    seconds: float
+
+    @property
+    def trades_per_s(self) -> float:
+        return self.trades / self.seconds
+
+
+def bench_parse(mixes: list[VenueMix], repeat: int = 3) -> list[ParseRow]:
+    """Best-of-``repeat`` single-core parse time per venue (frames → trade columns → TradeBatch)."""
+    rows = []
+    for mix in mixes:
+        parse = mix.proto.make_parser(mix.instruments)
+        best = float("inf")
+        for _ in range(repeat):
+            out = TradeColumns()
+            t0 = time.perf_counter()
+            _parse_all(parse, mix.frames, out, 1)
+            out.drain(mix.proto.spec.exchange, mix.proto.spec.market_type)
+            best = min(best, time.perf_counter() - t0)
+        rows.append(ParseRow(mix.name, len(mix.frames), mix.trades, best))
+    return rows
+
+
+def _interleaved(mixes: list[VenueMix]) -> list[tuple[VenueMix, FrameParser, list[Frame]]]:
+    """Work items of ~DRAIN_ROWS trades each, round-robin over venues (frames arrive mixed)."""
+    items: list[list[tuple[VenueMix, FrameParser, list[Frame]]]] = []
+    for mix in mixes:
+        parse = mix.proto.make_parser(mix.instruments)
+        per_frame = max(1, mix.trades // max(1, len(mix.frames)))
+        step = max(1, DRAIN_ROWS // per_frame)
+        items.append([(mix, parse, mix.frames[i : i + step]) for i in range(0, len(mix.frames), step)])
+    out: list[tuple[VenueMix, FrameParser, list[Frame]]] = []
+    for i in range(max(len(x) for x in items)):
+        out.extend(x[i] for x in items if i < len(x))
+    return out
+
+
+def _run_pipeline(settings: Settings, mixes: list[VenueMix], workers: int) -> tuple[float, float, int]:
+    scoped = fresh_tables(settings, "bench_pipe_")
+    table = scoped.table("trades")
+    rows = sum(m.trades for m in mixes)
+    work = _interleaved(mixes)
+    with ShardedSender(scoped, workers=workers) as snd:
+        snd.flush(timeout=120)
+        _wait_ready(snd)
+        started = time.perf_counter()
+        recv = now_ns()
+        for mix, parse, frames in work:
+            out = TradeColumns()
+            _parse_all(parse, frames, out, recv)
+            snd.submit(out.drain(mix.proto.spec.exchange, mix.proto.spec.market_type))
+        snd.flush()
+        sent_at = time.perf_counter()
+    r = _finish(scoped, table, started, sent_at, rows, "pipeline")
+    _drop(settings, "bench_pipe_")
+    return r.send_s, r.visible_s, rows
+
+
+def _run_baseline(settings: Settings, mixes: list[VenueMix]) -> tuple[float, float, int]:
+    scoped = fresh_tables(settings, "bench_base_")
+    table = scoped.table("trades")
+    rows = sum(m.trades for m in mixes)
+    work = _interleaved(mixes)
+    conf = writer_conf(transport_conf(settings, "http")).replace("auto_flush=off;", "")
+    conf += f"auto_flush_rows={settings.ingest.batch_rows};auto_flush_interval=off;"
+    symbols = list(TRADE_SYMBOL_COLUMNS)
+    started = time.perf_counter()
+    with questdb.Sender.from_conf(conf) as sender:
+        recv = now_ns()
+        for mix, parse, frames in work:
+            out = TradeColumns()
+            _parse_all(parse, frames, out, recv)
+            batch: TradeBatch = out.drain(mix.proto.spec.exchange, mix.proto.spec.market_type)
+            sender.dataframe(batch.to_frame(), table_name=table, symbols=symbols, at="ts")
+        sender.flush()
+    sent_at = time.perf_counter()
+    r = _finish(scoped, table, started, sent_at, rows, "baseline")
+    _drop(settings, "bench_base_")
+    return r.send_s, r.visible_s, rows
+
+
+@dataclass
+class PipelineResult:
+    trades: int
+    workers: int
+    rounds: list[dict[str, float | str]] = field(default_factory=list)
+
+    def median(self, contender: str) -> float:
+        vals = [float(r["rows_per_s"]) for r in self.rounds if r["contender"] == contender]
+        return float(np.median(vals)) if vals else 0.0
+
+
+def bench_pipeline(settings: Settings, mixes: list[VenueMix], *, workers: int, repeat: int) -> PipelineResult:
+    result = PipelineResult(sum(m.trades for m in mixes), workers)
+    for i in range(repeat):
+        order = ["pipeline", "baseline"] if i % 2 == 0 else ["baseline", "pipeline"]
+        for contender in order:
+            if contender == "pipeline":
+                send_s, visible_s, rows = _run_pipeline(settings, mixes, workers)
+            else:
+                send_s, visible_s, rows = _run_baseline(settings, mixes)
+            result.rounds.append(
+                {"contender": contender, "send_s": send_s, "visible_s": visible_s, "rows_per_s": rows / visible_s}
+            )
+    return result
+
+
+@dataclass
+class ConnectorBenchResult:
+    parse: list[ParseRow]
+    pipeline: PipelineResult | None
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        parse = [asdict(p) | {"trades_per_s": p.trades_per_s} for p in self.parse]
+        total_trades = sum(p.trades for p in self.parse)
+        total_s = sum(p.seconds for p in self.parse)
+        body: dict[str, Any] = {
+            "benchmark": "connectors",
+            "parse": parse,
+            "parse_overall_trades_per_s": total_trades / total_s if total_s else 0.0,
+            "machine": self.machine,
+        }
+        if self.pipeline is not None:
+            body["pipeline"] = asdict(self.pipeline) | {
+                "median_pipeline_rows_per_s": self.pipeline.median("pipeline"),
+                "median_baseline_rows_per_s": self.pipeline.median("baseline"),
+            }
+        return json.dumps(body, indent=2)
+
+
+def with_prefix(settings: Settings, prefix: str) -> Settings:
+    return replace(settings, schema=replace(settings.schema, table_prefix=prefix))
+
+
+def print_parse(rows: list[ParseRow], console: Console) -> None:
+    table = Table(title="parser throughput, one core (frames → trade columns → TradeBatch, best of 3)")
+    for col in ("connector", "frames", "trades", "trades/frame", "trades/s"):
+        table.add_column(col, justify="left" if col == "connector" else "right")
+    for r in rows:
+        table.add_row(
+            r.connector, f"{r.frames:,}", f"{r.trades:,}", f"{r.trades / r.frames:.1f}", f"{r.trades_per_s:,.0f}"
+        )
+    total_t, total_s = sum(r.trades for r in rows), sum(r.seconds for r in rows)
+    table.add_row(
+        "[b]overall[/]", f"{sum(r.frames for r in rows):,}", f"{total_t:,}", "", f"[b]{total_t / total_s:,.0f}[/]"
+    )
+    console.print(table)
+
+
+def print_pipeline(result: PipelineResult, console: Console) -> None:
+    table = Table(title=f"pipeline: {result.trades:,} trades of in-memory frames → QuestDB (visible), median")
+    for col in ("contender", "rounds", "rows/s", "vs baseline"):
+        table.add_column(col, justify="left" if col == "contender" else "right")
+    base = result.median("baseline")
+    for contender, label in (
+        ("pipeline", f"parsers → router → sender x{result.workers}"),
+        ("baseline", "single process: parse → Sender.dataframe"),
+    ):
+        med = result.median(contender)
+        n = sum(1 for r in result.rounds if r["contender"] == contender)
+        table.add_row(label, str(n), f"{med:,.0f}", f"{med / base:.2f}x" if base else "-")
+    console.print(table)
+
+
+def run_connector_benchmark(
+    settings: Settings,
+    connectors: Sequence[Connector],
+    *,
+    trades: int,
+    workers: int,
+    repeat: int,
+    pipeline: bool,
+    console: Console,
+) -> ConnectorBenchResult:
+    per = max(1, trades // len(connectors))
+    mixes = build_mix(connectors, per)
+    parse = bench_parse(mixes)
+    print_parse(parse, console)
+    pipe = None
+    if pipeline:
+        pipe = bench_pipeline(settings, mixes, workers=workers, repeat=repeat)
+        print_pipeline(pipe, console)
+    return ConnectorBenchResult(parse, pipe, machine_info("http"))
