@@ -82,6 +82,8 @@ class ConnectorSettings:
     batch_rows: int = 5000  # ... or when this many are waiting
     reconnect_initial: float = 0.5
     reconnect_max: float = 60.0
+    ping_interval: float = 0.0  # 0 = the venue's heartbeat period
+    watchdog_timeout: float = 0.0  # 0 = the venue's silence limit before a reconnect
     rotate_after: float = 0.0  # 0 = the venue's connection lifetime minus rotate_margin
     rotate_margin: float = 600.0
     backfill_window: float = 600.0  # gaps longer than this are recorded but not back-filled
@@ -226,7 +228,7 @@ def _validate_connectors(c: ConnectorSettings) -> None:
             raise ConfigError(f"connectors.{name}", f"must be in (0, 86400] seconds, got {getattr(c, name)}")
     if c.reconnect_max < c.reconnect_initial:
         raise ConfigError("connectors.reconnect_max", "must be >= connectors.reconnect_initial")
-    for name in ("rotate_after", "rotate_margin", "backfill_window"):
+    for name in ("ping_interval", "watchdog_timeout", "rotate_after", "rotate_margin", "backfill_window"):
         if getattr(c, name) < 0:
             raise ConfigError(f"connectors.{name}", f"must be >= 0, got {getattr(c, name)}")
     for name in ("batch_rows", "backfill_max_instruments"):

@@ -7,9 +7,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..config import Settings
+from ..config import ConnectorSettings, Settings
 from ..ingest import GapWriter, HealthWriter
 from ..models import GapEvent, HealthEvent, TradeBatch
 from ..sender.router import ShardedSender
@@ -83,12 +83,16 @@ class WriterEvents:
         self.gap_writer.close()
 
 
-def build_protocol(conn: Connector, base_url: str = "") -> VenueProtocol:
-    """The connector's protocol, pointed at ``base_url`` (the replay server) when given."""
+def build_protocol(conn: Connector, settings: ConnectorSettings) -> VenueProtocol:
+    """The connector's protocol, pointed at ``base_url`` (the replay server) and with heartbeat
+    overrides applied when configured."""
     proto = conn.protocol()
-    if base_url:
-        proto = type(proto)(proto.spec.with_base_url(base_url))
-    return proto
+    spec = proto.spec.with_base_url(settings.base_url) if settings.base_url else proto.spec
+    if settings.ping_interval:
+        spec = replace(spec, ping_interval=settings.ping_interval)
+    if settings.watchdog_timeout:
+        spec = replace(spec, watchdog_timeout=settings.watchdog_timeout)
+    return proto if spec is proto.spec else type(proto)(spec)
 
 
 class Pipeline:
@@ -111,7 +115,7 @@ class Pipeline:
         self.dead_letters = DeadLetters(cs.dead_letter_dir)
         self.feeds = [
             Feed(
-                build_protocol(c, cs.base_url),
+                build_protocol(c, cs),
                 settings=cs,
                 rest=self.rest,
                 sink=sink,

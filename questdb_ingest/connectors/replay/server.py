@@ -485,7 +485,7 @@ class ReplayServer:
         venue = self._venues.get(request.match_info["connector"])
         if venue is None:
             raise web.HTTPNotFound(
-                body=json_body({"code": 404, "msg": f"unknown connector; serving {', '.join(self._venues)}"}),
+                text=json_body({"code": 404, "msg": f"unknown connector; serving {', '.join(self._venues)}"}).decode(),
                 content_type="application/json",
             )
         return venue
