@@ -601,6 +601,36 @@ def bench_connectors(
     console.print(f"wrote {json_path}")
 
 
+@bench.command("e2e")
+@click.option("--trades", default=1_000_000, show_default=True, help="Trades the replay server generates in all.")
+@click.option("--rate", default=150_000.0, show_default=True, help="Replay trades/s (no bursts).")
+@click.option("--connectors", "names", help="Comma list (default: all 14).")
+@click.option("--symbols", default=10, show_default=True, help="Instruments per connector.")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors_e2e.json")
+@click.pass_context
+def bench_e2e(
+    ctx: click.Context, trades: int, rate: float, names: str | None, symbols: int, workers: int, json_path: str
+) -> None:
+    """Replay server sockets → connectors → sender → QuestDB: trades/s until ``count()`` shows them all."""
+    from .bench.connectors import bench_e2e as run_e2e
+    from .connectors.registry import select
+
+    settings = _settings(ctx)
+    result = run_e2e(
+        settings,
+        select(names or "all"),
+        trades=trades,
+        rate=rate,
+        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        symbols=symbols,
+        console=console,
+    )
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+
+
 def _register_replay() -> None:
     from .connectors.replay.cli import replay_server
 

@@ -9,7 +9,7 @@ PumpwatchError
 │   └── MigrationChecksumError    an applied migration file was edited afterwards
 ├── ConnectorError                exchange connectors
 │   ├── FrameError                a frame could not be used (malformed / unexpected); dead-lettered
-│   │   └── VenueErrorFrame       the venue sent an explicit error message
+│   │   └── VenueError            the venue sent an explicit error message
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 └── WriteError                    ILP writes
     └── FlushError                a flush did not reach a confirmed commit; rows are kept
@@ -88,7 +88,7 @@ class FrameError(ConnectorError, ValueError):
         self.reason = reason
 
 
-class VenueErrorFrame(FrameError):
+class VenueError(FrameError):
     """The venue answered with an explicit error message (bad subscription, rate limit, ...)."""
 
 

@@ -60,6 +60,7 @@ def build_mix(
         proto = c.protocol()
         quote = _venue_quote(proto)
         insts = [proto.instrument_for(s.split("-")[0], quote) for s in symbol_universe(symbols)]
+        contracts = proto.spec.market_type == "futures"
         frames: list[Frame] = []
         n = 0
         tid = 1_000_000
@@ -71,11 +72,11 @@ def build_mix(
             for _ in range(min(TRADES_PER_CALL, trades_per_connector - n)):
                 tid += 1
                 n += 1
-                qty = (
-                    inst.to_base(int(rng.integers(1, 50)))
-                    if inst.size_num != inst.size_den
-                    else round(float(rng.exponential(5)) + 0.001, 6)
-                )
+                # Futures venues count whole contracts (even at multiplier 1); spot sends base units.
+                if contracts:
+                    qty = inst.to_base(int(rng.integers(1, 50)))
+                else:
+                    qty = round(float(rng.exponential(5)) + 0.001, 6)
                 group.append(
                     Trade(
                         ts_ns=start + n * 1_000_000,
@@ -287,3 +288,141 @@ def run_connector_benchmark(
         pipe = bench_pipeline(settings, mixes, workers=workers, repeat=repeat)
         print_pipeline(pipe, console)
     return ConnectorBenchResult(parse, pipe, machine_info("http"))
+
+
+@dataclass
+class E2EResult:
+    trades: int
+    rate_asked: float
+    connectors: list[str]
+    workers: int
+    generated: int
+    landed: int
+    distinct: int
+    seconds_to_visible: float
+    trades_per_s: float
+    seconds_generating: float
+    dead_letters: int
+    gaps: int
+    slow_drops: int
+    peak_rss_mib: float
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"benchmark": "connectors-e2e", **asdict(self)}, indent=2)
+
+
+def bench_e2e(
+    settings: Settings,
+    connectors: Sequence[Connector],
+    *,
+    trades: int,
+    rate: float,
+    workers: int,
+    symbols: int,
+    console: Console,
+) -> E2EResult:
+    """Replay server (child process) → sockets → connectors → sender → QuestDB, until ``count()`` has all."""
+    import asyncio
+    import tempfile
+
+    from ..connectors.pipeline import Pipeline, SenderSink
+    from ..connectors.replay.control import ReplayControl
+    from ..connectors.replay_process import ReplayProcess
+    from ..load import RssProbe
+    from ..store import queries
+    from ..store.pg import connect
+
+    names = [c.name for c in connectors]
+    scoped = fresh_tables(settings, "bench_e2e_")
+    table = scoped.table("trades")
+    args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--rate", str(rate)]
+    args += ["--burst-seconds", "0", "--max-trades", str(trades)]
+    with tempfile.TemporaryDirectory() as tmp, ReplayProcess(args) as replay:
+        run_settings = replace(
+            scoped,
+            connectors=replace(scoped.connectors, base_url=replay.base_url, dead_letter_dir=f"{tmp}/dead"),
+            sender=replace(scoped.sender, spool_dir=f"{tmp}/spool"),
+        )
+        with ShardedSender(run_settings, workers=workers) as snd:
+            _wait_ready(snd)
+            rss = RssProbe(snd).start()
+
+            async def drive() -> tuple[Pipeline, dict[str, Any], float]:
+                from ..connectors.pipeline import MemoryEvents
+
+                pipeline = Pipeline(run_settings, connectors, sink=SenderSink(snd), events=MemoryEvents())
+                async with ReplayControl(replay.base_url) as ctl:
+                    await ctl.pause()
+                    pipeline.start()
+                    await pipeline.wait_ready(60)
+                    await asyncio.sleep(2.0)  # sockets open and subscribed
+                    await ctl.resume()
+                    started = time.perf_counter()
+                    while True:
+                        stats = await ctl.stats()
+                        if stats["generated_total"] >= trades:
+                            generated_s[0] = time.perf_counter() - started
+                            break
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.5)
+                    stats = await ctl.stats()
+                    deadline = time.monotonic() + 120
+                    while sum(f.stats.trades for f in pipeline.feeds) < trades and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                await pipeline.stop()
+                return pipeline, stats, started
+
+            generated_s = [0.0]
+            pipeline, stats, started = asyncio.run(drive())
+            snd.flush(timeout=300)
+            with connect(run_settings) as conn:
+                deadline = time.monotonic() + 300
+                while True:
+                    queries.wait_visible(conn, table, timeout=300)
+                    count, _, _ = queries.table_totals(conn, table)
+                    if count >= trades or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+                visible_at = time.perf_counter()
+                distinct_sql = f"SELECT count(), count_distinct(concat(exchange, market_type, trade_id)) FROM {table}"
+                row = conn.execute(distinct_sql).fetchone()
+            rss.stop()
+            peak = rss.max_bytes
+    _drop(settings, "bench_e2e_")
+    landed, distinct = (int(str(row[0])), int(str(row[1]))) if row else (0, 0)
+    elapsed = visible_at - started
+    result = E2EResult(
+        trades=trades,
+        rate_asked=rate,
+        connectors=names,
+        workers=workers,
+        generated=int(stats["generated_total"]),
+        landed=landed,
+        distinct=distinct,
+        seconds_to_visible=elapsed,
+        trades_per_s=landed / elapsed,
+        seconds_generating=generated_s[0],
+        dead_letters=sum(f.stats.dead_letters for f in pipeline.feeds),
+        gaps=sum(f.stats.gaps for f in pipeline.feeds),
+        slow_drops=sum(int(v["slow_drops"]) for v in stats["connectors"].values()),
+        peak_rss_mib=peak / 2**20,
+        machine=machine_info("http"),
+    )
+    print_e2e(result, console)
+    return result
+
+
+def print_e2e(r: E2EResult, console: Console) -> None:
+    table = Table(title=f"end to end: replay sockets → {len(r.connectors)} connectors → sender x{r.workers} → QuestDB")
+    cols = ("asked rate", "generated", "s generating", "landed", "distinct", "s to visible", "trades/s", "dead", "gaps")
+    cols = (*cols, "cut slow")
+    for col in (*cols, "peak RSS MiB"):
+        table.add_column(col, justify="right")
+    values = (
+        f"{r.rate_asked:,.0f}", f"{r.generated:,}", f"{r.seconds_generating:.2f}", f"{r.landed:,}",
+        f"{r.distinct:,}", f"{r.seconds_to_visible:.2f}", f"{r.trades_per_s:,.0f}", f"{r.dead_letters:,}",
+        f"{r.gaps:,}", f"{r.slow_drops:,}", f"{r.peak_rss_mib:,.0f}",
+    )  # fmt: skip
+    table.add_row(*values)
+    console.print(table)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame
+from ..errors import FrameError, VenueError
 from ..models import Trade
 from .core import (
     Answer,
@@ -136,7 +136,7 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
     if msg.error is not None:
-        raise VenueErrorFrame(f"venue error: {msg.error}")
+        raise VenueError(f"venue error: {msg.error}")
     if msg.e is not None and msg.e not in ("trade", "aggTrade"):
         return 0  # serverShutdown and other events
     if msg.id is not None and msg.e is None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame, VenueRequestError
+from ..errors import FrameError, VenueError, VenueRequestError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
     Answer,
@@ -145,13 +145,13 @@ _WIRE_SIDE = {"buy": "Buy", "sell": "Sell"}
 
 
 def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for acks and pongs; VenueErrorFrame for a failed request; FrameError for anything else."""
+    """0 for acks and pongs; VenueError for a failed request; FrameError for anything else."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
     if msg.success is False:
-        raise VenueErrorFrame(f"venue error on {msg.op or 'request'}: {msg.ret_msg}")
+        raise VenueError(f"venue error on {msg.op or 'request'}: {msg.ret_msg}")
     if msg.op in ("subscribe", "unsubscribe", "ping", "pong"):
         return 0
     raise FrameError(f"unexpected frame: {first_error}")

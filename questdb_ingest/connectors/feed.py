@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import ConnectorSettings
-from ..errors import FrameError, ValidationError, VenueErrorFrame
+from ..errors import FrameError, ValidationError, VenueError
 from ..models import GapEvent, HealthEvent, HealthStatus, TradeBatch
 from .connection import Backoff, Connection
 from .core import Frame, Instrument, Instruments, RestClient, TradeColumns, VenueProtocol
@@ -193,7 +193,7 @@ class Feed:
             self.tap(self.name, recv_ns, frame)
         try:
             self._parse(frame, recv_ns, self._columns)
-        except VenueErrorFrame as exc:
+        except VenueError as exc:
             self.stats.venue_errors += 1
             self._dead_letter(frame, exc.reason, recv_ns, conn)
             self._error(exc.reason)

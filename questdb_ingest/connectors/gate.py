@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame
+from ..errors import FrameError, VenueError
 from ..models import Trade
 from .core import (
     Answer,
@@ -135,13 +135,13 @@ _SPOT_SIDES = {"buy": "buy", "sell": "sell"}
 
 
 def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for acks and pongs; VenueErrorFrame for errors; FrameError for anything else."""
+    """0 for acks and pongs; VenueError for errors; FrameError for anything else."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
     if msg.error is not None:
-        raise VenueErrorFrame(f"venue error on {msg.channel or '?'}: {msg.error}")
+        raise VenueError(f"venue error on {msg.channel or '?'}: {msg.error}")
     if msg.event in ("subscribe", "unsubscribe") or msg.channel.endswith(".pong"):
         return 0
     raise FrameError(f"unexpected frame: {first_error}")

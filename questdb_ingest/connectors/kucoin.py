@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame, VenueRequestError
+from ..errors import FrameError, VenueError, VenueRequestError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
     Answer,
@@ -174,13 +174,13 @@ _QUIET_TYPES = frozenset(("welcome", "ack", "pong", "ping"))
 
 
 def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for welcome/ack/pong; VenueErrorFrame for ``type: error``; FrameError for anything else."""
+    """0 for welcome/ack/pong; VenueError for ``type: error``; FrameError for anything else."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
     if msg.type == "error":
-        raise VenueErrorFrame(f"venue error {msg.code}: {msg.data}")
+        raise VenueError(f"venue error {msg.code}: {msg.data}")
     if msg.type in _QUIET_TYPES:
         return 0
     raise FrameError(f"unexpected frame: {first_error}")

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame, VenueRequestError
+from ..errors import FrameError, VenueError, VenueRequestError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
     Answer,
@@ -122,13 +122,13 @@ _QUIET_EVENTS = frozenset(("subscribe", "unsubscribe", "notice", "channel-conn-c
 
 
 def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for acks and notices; VenueErrorFrame for ``event: error``; FrameError for anything else."""
+    """0 for acks and notices; VenueError for ``event: error``; FrameError for anything else."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
     if msg.event.endswith("error"):
-        raise VenueErrorFrame(f"venue {msg.event} {msg.code}: {msg.msg}")
+        raise VenueError(f"venue {msg.event} {msg.code}: {msg.msg}")
     if msg.event in _QUIET_EVENTS:
         return 0
     raise FrameError(f"unexpected frame: {first_error}")

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame
+from ..errors import FrameError, VenueError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
     Answer,
@@ -135,13 +135,13 @@ _PRODUCTS = msgspec.json.Decoder(Products)
 
 
 def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for acks and pongs; VenueErrorFrame for errors; FrameError for anything else."""
+    """0 for acks and pongs; VenueError for errors; FrameError for anything else."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
     if msg.error is not None:
-        raise VenueErrorFrame(f"venue error (id {msg.id}): {msg.error}")
+        raise VenueError(f"venue error (id {msg.id}): {msg.error}")
     if msg.id is not None and msg.result is not None:
         return 0
     raise FrameError(f"unexpected frame: {first_error}")

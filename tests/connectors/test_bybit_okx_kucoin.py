@@ -11,7 +11,7 @@ import pytest
 
 from questdb_ingest.connectors.core import FrameParser, Instrument, Instruments, TradeColumns, VenueProtocol
 from questdb_ingest.connectors.registry import connector
-from questdb_ingest.errors import FrameError, VenueErrorFrame, VenueRequestError
+from questdb_ingest.errors import FrameError, VenueError, VenueRequestError
 from questdb_ingest.models import NO_SEQUENCE, Trade
 
 from .fixtures import FixtureRest, fixture_instruments
@@ -310,7 +310,7 @@ def test_bybit_bad_trade_in_a_batch_appends_nothing() -> None:
     ],
 )
 def test_bybit_failed_request_is_a_venue_error(frame: str) -> None:
-    with pytest.raises(VenueErrorFrame, match="error"):
+    with pytest.raises(VenueError, match="error"):
         parser("bybit_futures")(frame, 7, TradeColumns())
 
 
@@ -324,7 +324,7 @@ def test_bybit_rejects_other_topics_and_text_pong() -> None:
 
 def test_okx_error_frame_raises_venue_error_frame() -> None:
     frame = '{"event":"error","code":"60012","msg":"Invalid request","connId":"a"}'
-    with pytest.raises(VenueErrorFrame, match="error") as info:
+    with pytest.raises(VenueError, match="error") as info:
         parser("okx_spot")(frame, 7, TradeColumns())
     assert "60012" in info.value.reason
 
@@ -416,7 +416,7 @@ def test_kucoin_error_and_control_frames() -> None:
     p = parser("kucoin_spot")
     for frame in ('{"id":"1","type":"welcome"}', '{"id":"2","type":"ack"}', '{"id":"3","type":"pong"}'):
         assert p(frame, 7, TradeColumns()) == 0
-    with pytest.raises(VenueErrorFrame, match="error"):
+    with pytest.raises(VenueError, match="error"):
         p('{"id":"4","type":"error","code":404,"data":"topic /market/match:FOO-USDT is not found"}', 7, TradeColumns())
     with pytest.raises(FrameError):
         p(
@@ -632,7 +632,7 @@ def test_bybit_answers() -> None:
         for bad in ("garbage", too_many if p is spot else "[]", '{"op":"subscribe","args":["orderbook.1.BTCUSDT"]}'):
             answer = p.answer(bad)
             assert not answer.subscribe
-            with pytest.raises(VenueErrorFrame, match="error"):
+            with pytest.raises(VenueError, match="error"):
                 parse(answer.replies[0], 7, TradeColumns())
 
 
@@ -659,7 +659,7 @@ def test_okx_answers() -> None:
     for bad in ("garbage", '{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}', '{"op":"login"}'):
         answer = p.answer(bad)
         assert not answer.subscribe
-        with pytest.raises(VenueErrorFrame, match="error"):
+        with pytest.raises(VenueError, match="error"):
             parse(answer.replies[0], 7, TradeColumns())
 
 
@@ -684,7 +684,7 @@ def test_kucoin_answers_and_greeting() -> None:
     for bad in ("garbage", '{"id":"6","type":"subscribe","topic":"/market/match:BTC-USDT"}', many):
         answer = p.answer(bad)
         assert not answer.subscribe
-        with pytest.raises(VenueErrorFrame, match="error"):
+        with pytest.raises(VenueError, match="error"):
             parse(answer.replies[0], 7, TradeColumns())
 
 

@@ -17,7 +17,7 @@ from questdb_ingest.connectors.core import (
     VenueProtocol,
 )
 from questdb_ingest.connectors.registry import connector
-from questdb_ingest.errors import FrameError, VenueErrorFrame
+from questdb_ingest.errors import FrameError, VenueError
 from questdb_ingest.models import NO_SEQUENCE, Trade
 
 from .fixtures import FixtureRest, fixture_instruments, load_frames
@@ -196,7 +196,7 @@ def test_gate_answers_subscribe_and_ping() -> None:
     pong = json.loads(p.answer('{"time":1,"channel":"spot.ping"}').replies[0])
     assert pong["channel"] == "spot.pong"
     assert parser("gate_spot")(p.answer(json.dumps(req)).replies[0], 1, TradeColumns()) == 0
-    with pytest.raises(VenueErrorFrame):
+    with pytest.raises(VenueError):
         parser("gate_spot")(
             p.answer('{"channel":"futures.trades","event":"subscribe","payload":[]}').replies[0], 1, TradeColumns()
         )
@@ -216,7 +216,7 @@ def test_phemex_answers_subscribe_and_server_ping(name: str) -> None:
     wrong = "trade" if method == "trade_p" else "trade_p"
     err = p.answer(json.dumps({"id": 8, "method": f"{wrong}.subscribe", "params": ["X"]}))
     assert err.subscribe == []
-    with pytest.raises(VenueErrorFrame):
+    with pytest.raises(VenueError):
         parser(name)(err.replies[0], 1, TradeColumns())
     out = TradeColumns()
     assert parser(name)(ans.replies[0], 1, out) == 0
@@ -233,7 +233,7 @@ def test_upbit_answers_ping_and_replaces_subscriptions(name: str) -> None:
     assert (ans.replies, ans.subscribe, ans.unsubscribe) == ([], ["KRW-BTC", "KRW-SOMI"], [])
     for bad in ("{not json", '{"type":"trade"}', '[{"ticket":"t"},{"type":"trade","codes":[]}]'):
         reply = p.answer(bad).replies[0]
-        with pytest.raises(VenueErrorFrame):
+        with pytest.raises(VenueError):
             parser(name)(reply, 1, TradeColumns())
 
 
@@ -350,7 +350,7 @@ def test_gate_spot_side_and_error_frames() -> None:
             "result": None,
         }
     )
-    with pytest.raises(VenueErrorFrame, match="error"):
+    with pytest.raises(VenueError, match="error"):
         parse_one("gate_spot", err)
     assert parse_one("gate_spot", '{"time":1,"channel":"spot.pong","event":"","error":null,"result":null}') == []
 
@@ -409,7 +409,7 @@ def test_phemex_rejects_float_times_unknown_spot_symbols_and_bad_values() -> Non
     assert len(out) == 0
     with pytest.raises(FrameError, match="unknown instrument"):
         parser("phemex_spot")(cases[6][1], 1, out)
-    with pytest.raises(VenueErrorFrame, match="error"):
+    with pytest.raises(VenueError, match="error"):
         parser("phemex_spot")('{"error":{"code":6001,"message":"invalid argument"},"id":3,"result":null}', 1, out)
 
 
@@ -447,7 +447,7 @@ def test_upbit_binary_frames_snapshot_status_and_errors(name: str) -> None:
     assert parse(json.dumps(_upbit(stream_type="SNAPSHOT")), 4, out) == 0
     assert parse(b'{"status":"UP"}', 4, out) == 0
     assert parse('{"status":"UP"}', 4, out) == 0
-    with pytest.raises(VenueErrorFrame, match="error") as exc:
+    with pytest.raises(VenueError, match="error") as exc:
         parse(b'{"error":{"name":"NO_CODES","message":"no codes"}}', 4, out)
     assert "NO_CODES" in exc.value.reason
     assert len(out) == 1

@@ -101,7 +101,10 @@ def replay_server(
     def report(stats: dict[str, Any]) -> None:
         _console.print(stats_table(stats))
 
-    server.run_forever(ready=ready, report=report, report_every=stats_every)
+    try:
+        server.run_forever(ready=ready, report=report, report_every=stats_every)
+    except OSError as exc:  # the port is taken, most likely
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
     _console.print("replay server stopped")
 
 

@@ -4,8 +4,9 @@ Per tick the generator draws every random number for all trades at once (numpy) 
 final ``Trade`` objects are built per row, so generation stays far cheaper than encoding and
 sending. Prices walk per instrument, rounded to at most 8 decimals within 0.001..100000;
 quantities are rounded to at most 6 decimals, or are whole contracts (``inst.to_base(k)``, k ≥ 1)
-on instruments with a contract size and on every instrument of a venue that has one. Trade ids are per-connector increasing integers from
-``id_base``, so a restarted server (time-derived base) never reuses an id.
+on instruments with a contract size and on every instrument of a venue that has one. Trade ids
+are per-connector increasing integers from ``id_base``, so a restarted server (time-derived
+base) never reuses an id.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ from .session import RecordedFrame, read_session
 
 log = logging.getLogger(__name__)
 
-# A client with more unsent data than this is cut, as venues cut slow consumers.
+# A client that keeps more than this unread for SLOW_GRACE seconds (or 4x this at all) is cut,
+# as venues cut slow consumers.
 MAX_BUFFER = 64 * 1024 * 1024
+SLOW_GRACE = 3.0
 # Session playback waits while a connection has more unsent data than this (bounded backlog).
 PLAYBACK_BUFFER = 256 * 1024
 FAULT_KINDS = ("drop", "stall", "malformed")
@@ -52,6 +54,7 @@ class _Conn:
     """One client WebSocket and what it was sent."""
 
     __slots__ = (
+        "behind_since",
         "frames_sent",
         "id",
         "last_rx",
@@ -79,21 +82,30 @@ class _Conn:
         self.pending: list[bytes] = []
         self.last_rx = now
         self.playback: asyncio.Task[None] | None = None
+        self.behind_since = 0.0
 
     @property
     def closing(self) -> bool:
         return self.transport.is_closing()
 
     def write(self, data: bytes) -> None:
-        """Hand bytes to the socket; cut the client when its backlog passes ``MAX_BUFFER``."""
-        if self.transport.is_closing():
+        """Hand bytes to the socket; cut a client that stops reading (as venues cut slow consumers)."""
+        transport = self.transport
+        if transport.is_closing():
             return
-        self.transport.write(data)
-        if self.transport.get_write_buffer_size() > MAX_BUFFER:
-            log.warning("%s connection %d is too slow (%d bytes unsent); cutting it", self.venue.name, self.id,
-                        self.transport.get_write_buffer_size())  # fmt: skip
-            self.venue.slow_drops += 1
-            self.transport.abort()
+        backlog = transport.get_write_buffer_size()
+        if backlog <= MAX_BUFFER:
+            self.behind_since = 0.0
+        else:
+            now = time.monotonic()
+            self.behind_since = self.behind_since or now
+            if backlog > 4 * MAX_BUFFER or now - self.behind_since > SLOW_GRACE:
+                log.warning("%s connection %d is too slow (%d bytes unread); cutting it", self.venue.name, self.id,
+                            backlog)  # fmt: skip
+                self.venue.slow_drops += 1
+                transport.abort()
+                return
+        transport.write(data)
 
     def flush(self) -> None:
         data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
