@@ -72,13 +72,13 @@ def test_new_migration_is_applied_after_the_first(qdb: QuestDB, tmp_path: Path) 
     schema = tmp_path / "schema"
     shutil.copytree(resource("schema"), schema)
     prefix = qdb.new_prefix()
-    (schema / "002_extra.sql").write_text(
+    (schema / "003_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS {{prefix}}extra (ts TIMESTAMP, v DOUBLE) TIMESTAMP(ts) PARTITION BY DAY WAL;\n"
     )
     settings = scoped_settings(prefix, schema={"schema_dir": str(schema)})
     with qdb.conn() as conn:
         report = migrate(conn, settings)
-        assert [m.version for m in report.applied] == [1, 2]
+        assert [m.version for m in report.applied] == [1, 2, 3]
         assert conn.execute("SELECT count() FROM tables() WHERE table_name = %s", (f"{prefix}extra",)).fetchone() == (
             1,
         )
@@ -89,7 +89,7 @@ def test_ttl_setting_change_is_reconciled(qdb: QuestDB) -> None:
     with qdb.conn() as conn:
         migrate(conn, scoped_settings(prefix))
         report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}))
-    assert sorted(report.ttl_changed) == sorted(f"{prefix}{t}" for t in ("trades", "exchange_health", "listing_events"))
+    assert sorted(report.ttl_changed) == sorted(f"{prefix}{t}" for t in ("trades", "exchange_health", "listing_events", "gaps"))
 
 
 def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,9 +98,9 @@ def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.Monkey
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate"])
     assert first.exit_code == 0, first.output
-    assert "1 applied" in first.output
+    assert "2 applied" in first.output
     second = runner.invoke(main, ["db", "migrate"])
-    assert second.exit_code == 0 and "0 applied, 1 already applied" in second.output
+    assert second.exit_code == 0 and "0 applied, 2 already applied" in second.output
 
     schema = tmp_path / "schema"
     shutil.copytree(resource("schema"), schema)
