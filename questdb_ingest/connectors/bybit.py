@@ -11,7 +11,6 @@ and a connection at most 21 000 characters of args. The client must send ``{"op"
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -31,8 +30,10 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
+    check_trade_values,
     json_body,
     num_text,
+    sequence_or_none,
 )
 
 SPOT = VenueSpec(
@@ -66,8 +67,6 @@ TOPIC = "publicTrade."
 FRAME_TRADES = 1024  # the most trades Bybit puts in one push
 PAGE_LIMIT = 1000  # largest instruments-info page
 MAX_PAGES = 100  # a cursor that never ends is a venue bug, not a reason to loop forever
-_MAX_NS = 2**63 - 1
-_INF = math.inf
 
 
 class PublicTrade(msgspec.Struct, frozen=True):
@@ -157,21 +156,6 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
     raise FrameError(f"unexpected frame: {first_error}")
 
 
-def _sequence(value: int | str | None) -> int:
-    """The venue's sequence as int64, or NO_SEQUENCE when absent, non-numeric or out of range."""
-    if isinstance(value, str):
-        value = int(value) if value.isascii() and value.isdigit() else None
-    if value is None or not NO_SEQUENCE < value <= _MAX_NS:
-        return NO_SEQUENCE
-    return value
-
-
-def _checked(ts_ns: int, price: float, quantity: float) -> None:
-    """Reject values no real trade has (they would fail validation or overflow int64 later)."""
-    if not (0 < ts_ns <= _MAX_NS and 0.0 < price < _INF and 0.0 < quantity < _INF):
-        raise FrameError(f"value out of range: ts_ns={ts_ns} price={price} quantity={quantity}")
-
-
 class BybitProtocol(VenueProtocol):
     supports_backfill = True
 
@@ -202,11 +186,11 @@ class BybitProtocol(VenueProtocol):
                 if side is None or not t.s or not t.i:
                     raise FrameError(f"bad trade: side={t.S!r} symbol={t.s!r} id={t.i!r}")
                 ts_ns = t.T * 1_000_000
-                _checked(ts_ns, t.p, t.v)
+                check_trade_values(ts_ns, t.p, t.v)
                 symbol = symbols.get(t.s)
                 if symbol is None:
                     symbol = symbols[t.s] = symbol_of(t.s)
-                rows.append((ts_ns, symbol, t.p, t.v, side, t.i, recv_ns, _sequence(t.seq)))
+                rows.append((ts_ns, symbol, t.p, t.v, side, t.i, recv_ns, sequence_or_none(t.seq)))
             for row in rows:
                 out.add(*row)
             return len(rows)
@@ -264,10 +248,10 @@ class BybitProtocol(VenueProtocol):
             if side is None or not t.execId:
                 raise VenueRequestError(url, f"bad trade row {t!r}")
             try:
-                _checked(ts_ns, t.price, quantity)
+                check_trade_values(ts_ns, t.price, quantity)
             except FrameError as exc:
                 raise VenueRequestError(url, exc.reason) from None
-            rows.append((ts_ns, inst.symbol, t.price, quantity, side, t.execId, recv_ns, _sequence(t.seq)))
+            rows.append((ts_ns, inst.symbol, t.price, quantity, side, t.execId, recv_ns, sequence_or_none(t.seq)))
         for row in rows:
             out.add(*row)
         return len(rows)

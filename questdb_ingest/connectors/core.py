@@ -9,6 +9,7 @@ returns how many; a frame that carries no trades (ack, pong) returns 0; anything
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import FrameError
 from ..models import NO_SEQUENCE, Trade, TradeBatch
 
 Frame = bytes | str
@@ -401,6 +403,25 @@ class VenueProtocol(ABC):
         ws_url: str,
     ) -> RestReply | None:
         """A REST endpoint of the venue (symbol list, recent trades, token); None for unknown paths."""
+
+
+_I64_MAX_VALUE = 2**63 - 1
+
+
+def sequence_or_none(value: int | str | None) -> int:
+    """The venue's sequence number as int64, or NO_SEQUENCE when absent, non-numeric or out of range."""
+    if isinstance(value, str):
+        value = int(value) if value.isascii() and value.isdigit() else None
+    if value is None or not NO_SEQUENCE < value <= _I64_MAX_VALUE:
+        return NO_SEQUENCE
+    return value
+
+
+def check_trade_values(ts_ns: int, price: float, quantity: float) -> None:
+    """Reject a trade no venue can have sent (it would fail validation or overflow int64 later), so the
+    whole frame is dead-lettered with the reason instead of one bad row slipping into a batch."""
+    if not (0 < ts_ns <= _I64_MAX_VALUE and 0.0 < price < math.inf and 0.0 < quantity < math.inf):
+        raise FrameError(f"value out of range: ts_ns={ts_ns} price={price} quantity={quantity}")
 
 
 def num_text(value: float) -> str:

@@ -32,6 +32,7 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
+    check_trade_values,
     decimal_ms_to_ns,
     json_body,
     num_text,
@@ -64,7 +65,6 @@ FUTURES = VenueSpec(
     watchdog_timeout=60.0,
 )
 
-_NS_LIMIT = 2**63  # ts_ns is stored as int64
 # Replay contract sizes like Gate's own (BTC_USDT 0.0001, ETH_USDT 0.01); 1 elsewhere.
 _REPLAY_MULTIPLIERS = {"BTC": "0.0001", "ETH": "0.01"}
 
@@ -147,13 +147,6 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
     raise FrameError(f"unexpected frame: {first_error}")
 
 
-def _checked(ts_ns: int, price: float, quantity: float) -> None:
-    if not 0 < ts_ns < _NS_LIMIT:
-        raise FrameError(f"trade time out of range: {ts_ns}")
-    if not (0.0 < price < math.inf and 0.0 < quantity < math.inf):
-        raise FrameError(f"bad price/quantity: {price!r}/{quantity!r}")
-
-
 class GateProtocol(VenueProtocol):
     @property
     def futures(self) -> bool:
@@ -191,7 +184,7 @@ class GateProtocol(VenueProtocol):
                 ts_ns = ms * 1_000_000 if isinstance(ms, int) else decimal_ms_to_ns(ms)
             except ValueError as exc:
                 raise FrameError(f"bad create_time_ms: {exc}") from None
-            _checked(ts_ns, t.price, t.amount)
+            check_trade_values(ts_ns, t.price, t.amount)
             symbol = symbols.get(t.currency_pair)
             if symbol is None:
                 symbol = symbols[t.currency_pair] = symbol_of(t.currency_pair)
@@ -219,7 +212,7 @@ class GateProtocol(VenueProtocol):
                     raise FrameError(f"bad size {t.size!r}")
                 quantity = inst.to_base(abs(t.size))
                 ts_ns = t.create_time_ms * 1_000_000
-                _checked(ts_ns, t.price, quantity)
+                check_trade_values(ts_ns, t.price, quantity)
                 side = "buy" if t.size > 0 else "sell"
                 rows.append((ts_ns, inst.symbol, t.price, quantity, side, str(t.id)))
             for ts_ns, symbol, price, quantity, side, trade_id in rows:

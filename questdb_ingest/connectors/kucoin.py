@@ -12,7 +12,6 @@ number in older ones. BTC is spelled ``XBT`` on futures (``XBTUSDTM``). No recen
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
@@ -32,8 +31,10 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
+    check_trade_values,
     json_body,
     num_text,
+    sequence_or_none,
 )
 
 SPOT = VenueSpec(
@@ -71,8 +72,6 @@ PERPETUAL = "FFWCSX"  # KuCoin's contract type code for perpetual swaps
 # so the replay generator must produce whole lots, which it does for instruments with a contract size.
 _REPLAY_MULTIPLIER = {"BTC": "0.001", "ETH": "0.01"}
 _REPLAY_DEFAULT_MULTIPLIER = "0.1"
-_MAX_NS = 2**63 - 1
-_INF = math.inf
 
 
 class SpotMatch(msgspec.Struct, frozen=True):
@@ -186,21 +185,6 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
     raise FrameError(f"unexpected frame: {first_error}")
 
 
-def _sequence(value: int | str | None) -> int:
-    """The venue's sequence as int64, or NO_SEQUENCE when absent, non-numeric or out of range."""
-    if isinstance(value, str):
-        value = int(value) if value.isascii() and value.isdigit() else None
-    if value is None or not NO_SEQUENCE < value <= _MAX_NS:
-        return NO_SEQUENCE
-    return value
-
-
-def _checked(ts_ns: int, price: float, quantity: float) -> None:
-    """Reject values no real trade has (they would fail validation or overflow int64 later)."""
-    if not (0 < ts_ns <= _MAX_NS and 0.0 < price < _INF and 0.0 < quantity < _INF):
-        raise FrameError(f"value out of range: ts_ns={ts_ns} price={price} quantity={quantity}")
-
-
 class KucoinProtocol(VenueProtocol):
     @property
     def futures(self) -> bool:
@@ -230,11 +214,11 @@ class KucoinProtocol(VenueProtocol):
             trade_id = str(t.tradeId)
             if t.side not in _SIDES or not t.symbol or not trade_id:
                 raise FrameError(f"bad trade: side={t.side!r} symbol={t.symbol!r} id={trade_id!r}")
-            _checked(t.time, t.price, t.size)
+            check_trade_values(t.time, t.price, t.size)
             symbol = symbols.get(t.symbol)
             if symbol is None:
                 symbol = symbols[t.symbol] = symbol_of(t.symbol)
-            out.add(t.time, symbol, t.price, t.size, t.side, trade_id, recv_ns, _sequence(t.sequence))
+            out.add(t.time, symbol, t.price, t.size, t.side, trade_id, recv_ns, sequence_or_none(t.sequence))
             return 1
 
         return parse
@@ -257,8 +241,8 @@ class KucoinProtocol(VenueProtocol):
             if inst is None:
                 raise FrameError(f"unknown instrument {t.symbol!r} (no multiplier)")
             quantity = inst.to_base(t.size)
-            _checked(t.ts, t.price, quantity)
-            out.add(t.ts, inst.symbol, t.price, quantity, t.side, trade_id, recv_ns, _sequence(t.sequence))
+            check_trade_values(t.ts, t.price, quantity)
+            out.add(t.ts, inst.symbol, t.price, quantity, t.side, trade_id, recv_ns, sequence_or_none(t.sequence))
             return 1
 
         return parse

@@ -32,8 +32,10 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
+    check_trade_values,
     json_body,
     num_text,
+    sequence_or_none,
 )
 
 SPOT = VenueSpec(
@@ -57,8 +59,6 @@ FRAME_TRADES = 100  # rows per replayed push
 REST_LIMIT = 500  # most rows /api/v5/market/trades returns
 # Replay contract sizes (the real ones come from the instrument list).
 _REPLAY_CT_VAL = {"BTC": "0.01", "ETH": "0.1"}
-_MAX_NS = 2**63 - 1
-_INF = math.inf
 
 
 class OkxTrade(msgspec.Struct, frozen=True):
@@ -134,21 +134,6 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
     raise FrameError(f"unexpected frame: {first_error}")
 
 
-def _sequence(value: int | str | None) -> int:
-    """The venue's sequence as int64, or NO_SEQUENCE when absent, non-numeric or out of range."""
-    if isinstance(value, str):
-        value = int(value) if value.isascii() and value.isdigit() else None
-    if value is None or not NO_SEQUENCE < value <= _MAX_NS:
-        return NO_SEQUENCE
-    return value
-
-
-def _checked(ts_ns: int, price: float, quantity: float) -> None:
-    """Reject values no real trade has (they would fail validation or overflow int64 later)."""
-    if not (0 < ts_ns <= _MAX_NS and 0.0 < price < _INF and 0.0 < quantity < _INF):
-        raise FrameError(f"value out of range: ts_ns={ts_ns} price={price} quantity={quantity}")
-
-
 def _is_ok(code: str | int) -> bool:
     return str(code) == "0"
 
@@ -197,8 +182,8 @@ class OkxProtocol(VenueProtocol):
                         cached = symbols[t.instId] = symbol_of(t.instId)
                     symbol, quantity = cached, t.sz
                 ts_ns = t.ts * 1_000_000
-                _checked(ts_ns, t.px, quantity)
-                rows.append((ts_ns, symbol, t.px, quantity, t.side, t.tradeId, recv_ns, _sequence(t.seqId)))
+                check_trade_values(ts_ns, t.px, quantity)
+                rows.append((ts_ns, symbol, t.px, quantity, t.side, t.tradeId, recv_ns, sequence_or_none(t.seqId)))
             for row in rows:
                 out.add(*row)
             return len(rows)
@@ -242,10 +227,10 @@ class OkxProtocol(VenueProtocol):
             if t.side not in _SIDES or not t.tradeId:
                 raise VenueRequestError(url, f"bad trade row {t!r}")
             try:
-                _checked(ts_ns, t.px, quantity)
+                check_trade_values(ts_ns, t.px, quantity)
             except FrameError as exc:
                 raise VenueRequestError(url, exc.reason) from None
-            rows.append((ts_ns, inst.symbol, t.px, quantity, t.side, t.tradeId, recv_ns, _sequence(t.seqId)))
+            rows.append((ts_ns, inst.symbol, t.px, quantity, t.side, t.tradeId, recv_ns, sequence_or_none(t.seqId)))
         for row in rows:
             out.add(*row)
         return len(rows)
@@ -369,7 +354,7 @@ def _contracts_text(inst: Instrument, quantity: float) -> str:
     if inst.to_base(float(text)) == quantity:
         return text
     guess = inst.to_contracts(quantity)
-    for candidate in (guess, math.nextafter(guess, -_INF), math.nextafter(guess, _INF)):
+    for candidate in (guess, math.nextafter(guess, -math.inf), math.nextafter(guess, math.inf)):
         if inst.to_base(candidate) == quantity:
             return num_text(candidate)
     return text
