@@ -89,7 +89,9 @@ def test_ttl_setting_change_is_reconciled(qdb: QuestDB) -> None:
     with qdb.conn() as conn:
         migrate(conn, scoped_settings(prefix))
         report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}))
-    assert sorted(report.ttl_changed) == sorted(f"{prefix}{t}" for t in ("trades", "exchange_health", "listing_events", "gaps"))
+    assert sorted(report.ttl_changed) == sorted(
+        f"{prefix}{t}" for t in ("trades", "exchange_health", "listing_events", "gaps")
+    )
 
 
 def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
