@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..config import ConnectorSettings, Settings
+from ..errors import PumpwatchError
 from ..ingest import GapWriter, HealthWriter
 from ..models import GapEvent, HealthEvent, TradeBatch
 from ..sender.router import ShardedSender
@@ -62,25 +65,55 @@ class MemoryEvents:
 
 
 class WriterEvents:
-    """Health and gap rows to QuestDB through the in-process writers (a few rows per second)."""
+    """Health and gap rows to QuestDB through the in-process writers (a few rows per second).
+
+    While QuestDB refuses or cannot be reached, rows wait in a bounded backlog and are retried
+    with the next event, so an outage never stops a connector and a gap row is not dropped.
+    """
+
+    MAX_BACKLOG = 100_000
 
     def __init__(self, settings: Settings) -> None:
-        conf = settings.client_conf()
-        self.health_writer = HealthWriter(conf, table=settings.table("exchange_health")).open()
-        self.gap_writer = GapWriter(conf, table=settings.table("gaps")).open()
+        self.health_writer = HealthWriter.from_settings(settings).open()
+        self.gap_writer = GapWriter.from_settings(settings).open()
         self.memory = MemoryEvents()
+        self._health_backlog: deque[HealthEvent] = deque()
+        self._gap_backlog: deque[GapEvent] = deque()
+        self.dropped = 0
 
     def health(self, event: HealthEvent) -> None:
         self.memory.health(event)
-        self.health_writer.write(event)
+        self._write(self.health_writer, self._health_backlog, event)
 
     def gap(self, event: GapEvent) -> None:
         self.memory.gap(event)
-        self.gap_writer.write(event)
+        self._write(self.gap_writer, self._gap_backlog, event)
+
+    def _write(self, writer: HealthWriter | GapWriter, backlog: deque[Any], event: object) -> None:
+        backlog.append(event)
+        if len(backlog) > self.MAX_BACKLOG:
+            backlog.popleft()
+            self.dropped += 1
+        try:
+            if writer.last_error is not None:
+                writer.flush()  # retry what the writer holds before adding more
+            while backlog:
+                writer.write(backlog[0])
+                backlog.popleft()
+        except PumpwatchError as exc:
+            log.warning("%s: %d row(s) waiting for QuestDB: %s", writer.table, len(backlog), exc)
 
     def close(self) -> None:
-        self.health_writer.close()
-        self.gap_writer.close()
+        for writer in (self.health_writer, self.gap_writer):
+            try:
+                writer.close()
+            except PumpwatchError as exc:
+                log.error("%s: rows not written at shutdown: %s", writer.table, exc)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("feed %s stopped: %r", task.get_name(), task.exception())
 
 
 def build_protocol(conn: Connector, settings: ConnectorSettings) -> VenueProtocol:
@@ -129,7 +162,9 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(f.run()) for f in self.feeds]
+        self._tasks = [asyncio.create_task(f.run(), name=f.name) for f in self.feeds]
+        for task in self._tasks:
+            task.add_done_callback(_report_crash)
 
     async def wait_ready(self, timeout: float) -> None:
         """Until every feed has its symbol list and has started its connections."""
