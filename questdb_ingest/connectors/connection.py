@@ -230,7 +230,7 @@ class Connection:
         spec = self.proto.spec
         while True:
             await asyncio.sleep(spec.ping_interval)
-            message = self.proto.ping_message()
+            message = self.proto.ping_message() if spec.app_ping else None
             if message is not None:
                 await ws.send(message)
                 continue

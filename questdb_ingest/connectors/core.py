@@ -305,7 +305,6 @@ class VenueSpec:
     watchdog_timeout: float  # no frame and no pong for this long → reconnect
     max_lifetime: float | None = None  # venue cuts connections after this; rotate before it
     notes: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_base_url(self, base_url: str) -> VenueSpec:
         """Endpoints under ``base_url`` (the replay server): ``<base>/<connector>/ws`` and ``<base>/<connector>``."""
