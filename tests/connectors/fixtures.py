@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from questdb_ingest.connectors.core import Frame, Instruments, VenueProtocol
+from questdb_ingest.connectors.core import Frame, FrameParser, Instruments, TradeColumns, VenueProtocol
+from questdb_ingest.connectors.registry import connector
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "exchanges"
 SAMPLES = FIXTURES / "samples"
@@ -60,3 +61,20 @@ class FixtureRest:
 def fixture_instruments(proto: VenueProtocol) -> Instruments:
     rest = FixtureRest(proto.spec.connector, proto.spec.rest_url)
     return Instruments(asyncio.run(proto.fetch_instruments(rest)))
+
+
+def proto(name: str) -> VenueProtocol:
+    """A connector's protocol with its real endpoints."""
+    return connector(name).protocol()
+
+
+def parser(name: str) -> FrameParser:
+    """A connector's parser over the instruments of its REST fixture."""
+    p = proto(name)
+    return p.make_parser(fixture_instruments(p))
+
+
+def parse_one(name: str, frame: str | bytes) -> list[dict[str, object]]:
+    out = TradeColumns()
+    parser(name)(frame, 7, out)
+    return out.rows()

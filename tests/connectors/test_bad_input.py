@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from questdb_ingest.connectors.core import FrameParser, TradeColumns
-from questdb_ingest.connectors.registry import CONNECTORS, connector
+from questdb_ingest.connectors.registry import CONNECTORS
 from questdb_ingest.errors import FrameError
 
-from .fixtures import fixture_instruments, load_frames
+from .fixtures import load_frames, parser
 
 NAMES = [c.name for c in CONNECTORS]
 _PARSERS: dict[str, tuple[FrameParser, list[str | bytes]]] = {}
@@ -24,8 +24,7 @@ _PARSERS: dict[str, tuple[FrameParser, list[str | bytes]]] = {}
 
 def parser_and_frames(name: str) -> tuple[FrameParser, list[str | bytes]]:
     if name not in _PARSERS:
-        proto = connector(name).protocol()
-        _PARSERS[name] = (proto.make_parser(fixture_instruments(proto)), load_frames(name))
+        _PARSERS[name] = (parser(name), load_frames(name))
     return _PARSERS[name]
 
 

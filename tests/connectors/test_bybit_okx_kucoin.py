@@ -9,29 +9,13 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from questdb_ingest.connectors.core import FrameParser, Instrument, Instruments, TradeColumns, VenueProtocol
-from questdb_ingest.connectors.registry import connector
+from questdb_ingest.connectors.core import Instrument, Instruments, TradeColumns, VenueProtocol
 from questdb_ingest.errors import FrameError, VenueError, VenueRequestError
 from questdb_ingest.models import NO_SEQUENCE, Trade
 
-from .fixtures import FixtureRest, fixture_instruments
+from .fixtures import FixtureRest, fixture_instruments, parser, proto
 
 TS_NS = 1_758_067_201_148_000_000
-
-
-def proto(name: str) -> VenueProtocol:
-    return connector(name).protocol()
-
-
-def parser(name: str) -> FrameParser:
-    p = proto(name)
-    return p.make_parser(fixture_instruments(p))
-
-
-def parse_one(name: str, frame: str | bytes) -> list[dict[str, object]]:
-    out = TradeColumns()
-    parser(name)(frame, 7, out)
-    return out.rows()
 
 
 def insts(name: str, count: int) -> list[Instrument]:

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 import pytest
 
 from questdb_ingest.connectors.core import (
-    FrameParser,
     Instrument,
     Instruments,
     TradeColumns,
@@ -20,24 +19,9 @@ from questdb_ingest.connectors.registry import connector
 from questdb_ingest.errors import FrameError, VenueError
 from questdb_ingest.models import NO_SEQUENCE, Trade
 
-from .fixtures import FixtureRest, fixture_instruments, load_frames
+from .fixtures import FixtureRest, fixture_instruments, load_frames, parse_one, parser, proto
 
 NAMES = ["gate_spot", "gate_futures", "phemex_spot", "phemex_futures", "upbit_spot", "bithumb_spot"]
-
-
-def proto(name: str) -> VenueProtocol:
-    return connector(name).protocol()
-
-
-def parser(name: str) -> FrameParser:
-    p = proto(name)
-    return p.make_parser(fixture_instruments(p))
-
-
-def parse_one(name: str, frame: str | bytes) -> list[dict[str, object]]:
-    out = TradeColumns()
-    parser(name)(frame, 7, out)
-    return out.rows()
 
 
 # ---- REST symbol lists ------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from questdb_ingest.config import Settings, load_settings
 from questdb_ingest.connectors import SyntheticMarket
+from questdb_ingest.connectors.replay_process import free_port
 from questdb_ingest.errors import BackpressureTimeoutError, QuestDBNotInstalledError
 from questdb_ingest.load import LoadPattern, run_load
 from questdb_ingest.sender import ShardedSender
@@ -21,7 +22,6 @@ from questdb_ingest.store.migrations import migrate
 from questdb_ingest.store.pg import connect
 from tests.conftest import IN_CI
 from tests.integration.sender_helpers import count_distinct, sender_settings, wait_ready, wait_until
-from tests.integration.test_server_cli import free_port
 
 
 @pytest.fixture(scope="module")

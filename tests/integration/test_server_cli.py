@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from questdb_ingest.connectors.replay_process import free_port
 from questdb_ingest.errors import QuestDBNotInstalledError
 from questdb_ingest.server import find_install
 from tests.conftest import IN_CI
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
