@@ -307,25 +307,29 @@ class TradeBatch:
             _check_nonempty(name, getattr(self, name))
         return self
 
+    def _bad_numbers(self, now: int) -> dict[str, npt.NDArray[np.bool_]]:
+        """Per numeric column, the rows out of bounds (shared by ``validate_numbers`` and ``invalid_mask``)."""
+        return {
+            "price": ~(np.isfinite(self.price) & (self.price > 0)),
+            "quantity": ~(np.isfinite(self.quantity) & (self.quantity > 0)),
+            "ts_ns": (self.ts_ns < MIN_TS_NS) | (self.ts_ns > now + MAX_FUTURE_NS),
+        }
+
     def validate_numbers(self, now: int | None = None) -> None:
         """The numeric half of ``validate`` (prices, quantities, timestamps), vectorised."""
         now = now_ns() if now is None else now
-        for name in ("price", "quantity"):
-            col = getattr(self, name)
-            bad = ~(np.isfinite(col) & (col > 0))
+        for name, bad in self._bad_numbers(now).items():
             if bad.any():
                 row = int(np.argmax(bad))
-                _check_positive(name, float(col[row]), row)
-        ts_bad = (self.ts_ns < MIN_TS_NS) | (self.ts_ns > now + MAX_FUTURE_NS)
-        if ts_bad.any():
-            row = int(np.argmax(ts_bad))
-            _check_ts("ts_ns", int(self.ts_ns[row]), now, row)
+                if name == "ts_ns":
+                    _check_ts(name, int(self.ts_ns[row]), now, row)
+                else:
+                    _check_positive(name, float(getattr(self, name)[row]), row)
 
     def invalid_mask(self, now: int | None = None) -> npt.NDArray[np.bool_]:
         """Rows ``validate`` would reject (vectorised; used to set bad rows aside, not the batch)."""
         now = now_ns() if now is None else now
-        bad = ~(np.isfinite(self.price) & (self.price > 0) & np.isfinite(self.quantity) & (self.quantity > 0))
-        bad |= (self.ts_ns < MIN_TS_NS) | (self.ts_ns > now + MAX_FUTURE_NS)
+        bad: npt.NDArray[np.bool_] = np.logical_or.reduce(list(self._bad_numbers(now).values()))
         bad |= ~np.isin(self.side, list(SIDES)) | ~np.isin(self.market_type, list(MARKET_TYPES))
         for name in ("exchange", "symbol", "trade_id"):
             col = getattr(self, name)

@@ -100,7 +100,8 @@ class Connection:
 
     def assign(self, instruments: Sequence[Instrument]) -> None:
         """Add instruments; on a live socket they are subscribed at once (no restart)."""
-        new = [i for i in instruments if i.venue_symbol not in {x.venue_symbol for x in self.instruments}]
+        have = {x.venue_symbol for x in self.instruments}
+        new = [i for i in instruments if i.venue_symbol not in have]
         if not new:
             return
         self.instruments.extend(new)

@@ -37,6 +37,8 @@ class FrameTap(Protocol):
 
 
 class TradeSink(Protocol):
+    """Where a feed's trades go; every batch it receives has passed ``TradeBatch.validate``."""
+
     async def submit(self, batch: TradeBatch) -> None: ...
 
 

@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 
 
 class SenderSink:
-    """Trades to the sharded sender; ``submit`` runs in a thread so backpressure never blocks the loop."""
+    """Trades to the sharded sender; ``submit`` runs in a thread so backpressure never blocks the loop.
+
+    Feeds hand over validated batches only (``TradeSink``), so the router does not check them again."""
 
     def __init__(self, sender: ShardedSender) -> None:
         self.sender = sender
 
     async def submit(self, batch: TradeBatch) -> None:
-        await asyncio.to_thread(self.sender.submit, batch)
+        await asyncio.to_thread(self.sender.submit, batch, validate=False)
 
 
 @dataclass

@@ -181,8 +181,9 @@ class ShardedSender:
         return [s.process.pid or 0 if s.process else 0 for s in self._shards]
 
     # -- intake -----------------------------------------------------------------------------
-    def submit(self, batch: TradeBatch, *, timeout: float | None = None) -> None:
-        """Take ``batch`` (validated first: ``ValidationError`` and nothing is taken).
+    def submit(self, batch: TradeBatch, *, timeout: float | None = None, validate: bool = True) -> None:
+        """Take ``batch`` (validated first: ``ValidationError`` and nothing is taken; ``validate=False``
+        skips that for a caller that has already run ``TradeBatch.validate`` on it).
 
         Blocks while the target shards' queues are full. With ``timeout``, raises
         ``BackpressureTimeoutError`` once it has waited that long; its ``accepted_rows`` says how many
@@ -191,7 +192,9 @@ class ShardedSender:
             raise SenderClosedError("the sender is closed; the batch was not taken")
         self._raise_fatal()
         chunks = [
-            self._router.split(batch.take(slice(i, i + CHUNK_ROWS)) if len(batch) > CHUNK_ROWS else batch)
+            self._router.split(
+                batch.take(slice(i, i + CHUNK_ROWS)) if len(batch) > CHUNK_ROWS else batch, validate=validate
+            )
             for i in range(0, len(batch), CHUNK_ROWS)
         ]
         deadline = None if timeout is None else time.monotonic() + timeout
