@@ -404,14 +404,11 @@ class VenueProtocol(ABC):
         """A REST endpoint of the venue (symbol list, recent trades, token); None for unknown paths."""
 
 
-_I64_MAX_VALUE = 2**63 - 1
-
-
 def sequence_or_none(value: int | str | None) -> int:
     """The venue's sequence number as int64, or NO_SEQUENCE when absent, non-numeric or out of range."""
     if isinstance(value, str):
         value = int(value) if value.isascii() and value.isdigit() else None
-    if value is None or not NO_SEQUENCE < value <= _I64_MAX_VALUE:
+    if value is None or not NO_SEQUENCE < value <= _I64_MAX:
         return NO_SEQUENCE
     return value
 
@@ -419,7 +416,7 @@ def sequence_or_none(value: int | str | None) -> int:
 def check_trade_values(ts_ns: int, price: float, quantity: float) -> None:
     """Reject a trade no venue can have sent (it would fail validation or overflow int64 later), so the
     whole frame is dead-lettered with the reason instead of one bad row slipping into a batch."""
-    if not (0 < ts_ns <= _I64_MAX_VALUE and 0.0 < price < math.inf and 0.0 < quantity < math.inf):
+    if not (0 < ts_ns <= _I64_MAX and 0.0 < price < math.inf and 0.0 < quantity < math.inf):
         raise FrameError(f"value out of range: ts_ns={ts_ns} price={price} quantity={quantity}")
 
 
@@ -429,10 +426,6 @@ def num_text(value: float) -> str:
     if "e" in text or "E" in text:
         return np.format_float_positional(value, trim="-")
     return text
-
-
-def ms_to_ns(ms: int) -> int:
-    return ms * 1_000_000
 
 
 def decimal_ms_to_ns(text: str) -> int:

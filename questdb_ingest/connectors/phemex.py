@@ -13,7 +13,6 @@ skipped; a push without ``type`` is live. There is **no trade id**: we use
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -33,6 +32,7 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
+    check_trade_values,
     json_body,
     num_text,
     split_concatenated,
@@ -157,10 +157,7 @@ def _sequence(value: int | None) -> int:
 
 def _checked(ts_ns: int, side: str, price: float, quantity: float) -> str:
     """The normalised side, after checking time, price and quantity."""
-    if not 0 < ts_ns < _I64_LIMIT:
-        raise FrameError(f"trade time out of range: {ts_ns}")
-    if not (0.0 < price < math.inf and 0.0 < quantity < math.inf):
-        raise FrameError(f"bad price/quantity: {price!r}/{quantity!r}")
+    check_trade_values(ts_ns, price, quantity)
     norm = _SIDES.get(side)
     if norm is None:
         raise FrameError(f"unknown side {side!r}")

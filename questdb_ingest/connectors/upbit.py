@@ -13,7 +13,6 @@ format is parsed (not the abbreviated SIMPLE keys).
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from .core import (
     VenueProtocol,
     VenueSpec,
     asset,
+    check_trade_values,
     json_body,
 )
 
@@ -148,13 +148,10 @@ class UpbitProtocol(VenueProtocol):
             if side is None:
                 raise FrameError(f"unknown ask_bid {msg.ask_bid!r}")
             ts_ns = msg.trade_timestamp * 1_000_000
-            if not 0 < ts_ns < _I64_LIMIT:
-                raise FrameError(f"trade time out of range: {msg.trade_timestamp}")
             if not 0 <= msg.sequential_id < _I64_LIMIT:
                 raise FrameError(f"sequential_id out of range: {msg.sequential_id}")
             price, quantity = msg.trade_price, msg.trade_volume
-            if not (0.0 < price < math.inf and 0.0 < quantity < math.inf):
-                raise FrameError(f"bad price/quantity: {price!r}/{quantity!r}")
+            check_trade_values(ts_ns, price, quantity)
             symbol = symbols.get(msg.code)
             if symbol is None:
                 inst = instruments.get(msg.code)
