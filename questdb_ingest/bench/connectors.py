@@ -235,10 +235,6 @@ class ConnectorBenchResult:
         return json.dumps(body, indent=2)
 
 
-def with_prefix(settings: Settings, prefix: str) -> Settings:
-    return replace(settings, schema=replace(settings.schema, table_prefix=prefix))
-
-
 def print_parse(rows: list[ParseRow], console: Console) -> None:
     table = Table(title="parser throughput, one core (frames → trade columns → TradeBatch, best of 3)")
     for col in ("connector", "frames", "trades", "trades/frame", "trades/s"):
