@@ -92,6 +92,25 @@ class ConnectorSettings:
 
 
 @dataclass(frozen=True)
+class HybridSettings:
+    """Hybrid mode: the ring buffer, the listing detector and its window, the staged rollout."""
+
+    hot_window: float = 3600.0  # seconds of trades kept in the ring buffer
+    memory_cap_mb: int = 1024  # hard cap on the ring buffer's arrays; the oldest segments go first
+    segment_rows: int = 65_536  # rows per ring segment (the unit of allocation and recycling)
+    listing_sources: str = "upbit_spot"  # connectors whose market list is watched for new listings
+    listing_quote: str = "KRW"  # a new market in this quote is a listing trigger
+    listing_poll_interval: float = 1.0  # seconds between market-list polls
+    window_before: float = 20.0  # seconds of trades before the trigger
+    window_after: float = 20.0  # ... and after it; collected at trigger + window_after + window_settle
+    window_settle: float = 2.0  # grace for trades still in flight when the window closes
+    export_dir: str = "listings"  # Parquet + JSON of every collected window
+    rollout_config: str = ""  # YAML with phases and rollback thresholds ("" = built-in default)
+    rollout_state: str = ".pumpwatch/rollout.json"  # the current phase, kept across restarts
+    compare_sync_timeout: float = 15.0  # compare mode waits this long for QuestDB to hold the window
+
+
+@dataclass(frozen=True)
 class SchemaSettings:
     """Parameters substituted into the schema migrations."""
 
@@ -108,6 +127,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     sender: SenderSettings = field(default_factory=SenderSettings)
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
+    hybrid: HybridSettings = field(default_factory=HybridSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
 
     def client_conf(self) -> str:
@@ -135,6 +155,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "ingest": IngestSettings,
     "sender": SenderSettings,
     "connectors": ConnectorSettings,
+    "hybrid": HybridSettings,
     "schema": SchemaSettings,
 }
 
@@ -193,6 +214,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ingest.client_conf", "expected '<protocol>::key=value;...'")
     _validate_sender(s.sender)
     _validate_connectors(s.connectors)
+    _validate_hybrid(s.hybrid)
     if not 1 <= sc.ttl_days <= 36500:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
@@ -240,6 +262,29 @@ def _validate_connectors(c: ConnectorSettings) -> None:
         raise ConfigError("connectors.base_url", f"expected http(s):// or ws(s):// URL, got {c.base_url!r}")
     if not c.dead_letter_dir:
         raise ConfigError("connectors.dead_letter_dir", "must not be empty")
+
+
+def _validate_hybrid(h: HybridSettings) -> None:
+    from .connectors.registry import select
+
+    select(h.listing_sources, key="hybrid.listing_sources")
+    if not 1 <= h.hot_window <= 7 * 86_400:
+        raise ConfigError("hybrid.hot_window", f"must be in [1, 604800] seconds, got {h.hot_window}")
+    if not 1 <= h.memory_cap_mb <= 1 << 20:
+        raise ConfigError("hybrid.memory_cap_mb", f"must be in 1..1048576, got {h.memory_cap_mb}")
+    if not 1024 <= h.segment_rows <= 1 << 24:
+        raise ConfigError("hybrid.segment_rows", f"must be in 1024..16777216, got {h.segment_rows}")
+    for name in ("listing_poll_interval", "compare_sync_timeout"):
+        if not 0 < getattr(h, name) <= 3600:
+            raise ConfigError(f"hybrid.{name}", f"must be in (0, 3600] seconds, got {getattr(h, name)}")
+    for name in ("window_before", "window_after", "window_settle"):
+        if not 0 <= getattr(h, name) <= 3600:
+            raise ConfigError(f"hybrid.{name}", f"must be in [0, 3600] seconds, got {getattr(h, name)}")
+    if not re.fullmatch(r"[A-Z0-9]+", h.listing_quote):
+        raise ConfigError("hybrid.listing_quote", f"expected an upper-case asset like KRW, got {h.listing_quote!r}")
+    for name in ("export_dir", "rollout_state"):
+        if not getattr(h, name):
+            raise ConfigError(f"hybrid.{name}", "must not be empty")
 
 
 def load_settings(

@@ -174,6 +174,57 @@ class ListingEvent(msgspec.Struct, frozen=True, kw_only=True):
         return self
 
 
+class CompareRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One venue's outcome of a hybrid compare: safe source ``a`` against candidate ``b``."""
+
+    ts_ns: int
+    symbol: str
+    exchange_market: str
+    source_a: str
+    source_b: str
+    window_start_ns: int
+    window_end_ns: int
+    rows_a: int
+    rows_b: int
+    missing: int
+    extra: int
+    mismatched: int
+    sample_ids: str = ""
+    latency_a_ms: float = 0.0
+    latency_b_ms: float = 0.0
+
+    def validate(self, now: int | None = None) -> CompareRecord:
+        now = now_ns() if now is None else now
+        _check_ts("ts_ns", self.ts_ns, now)
+        for name in ("symbol", "exchange_market", "source_a", "source_b"):
+            _check_text(name, getattr(self, name))
+        for name in ("rows_a", "rows_b", "missing", "extra", "mismatched"):
+            if getattr(self, name) < 0:
+                raise ValidationError(name, getattr(self, name), "must be >= 0")
+        return self
+
+
+class RolloutEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A rollout phase change (operator command, automatic rollback or advance) and why."""
+
+    ts_ns: int
+    action: str  # advance | rollback | set
+    from_phase: int
+    to_phase: int
+    reason: str
+    error_rate: float | None = None
+    mean_latency_ms: float | None = None
+    disk_usage: float | None = None
+    spool_growth_bytes: int | None = None
+
+    def validate(self, now: int | None = None) -> RolloutEvent:
+        _check_ts("ts_ns", self.ts_ns, now_ns() if now is None else now)
+        _check_text("action", self.action)
+        if self.from_phase < 0 or self.to_phase < 0:
+            raise ValidationError("to_phase", self.to_phase, "phases are >= 0")
+        return self
+
+
 ObjArray = npt.NDArray[np.object_]
 I64Array = npt.NDArray[np.int64]
 F64Array = npt.NDArray[np.float64]

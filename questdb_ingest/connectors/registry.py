@@ -41,20 +41,20 @@ CONNECTORS: tuple[Connector, ...] = (
 _BY_NAME = {c.name: c for c in CONNECTORS}
 
 
-def connector(name: str) -> Connector:
+def connector(name: str, key: str = "connectors.enabled") -> Connector:
     """Look a connector up by name; unknown names fail with the list of valid ones."""
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise ConfigError("connectors.enabled", f"unknown connector {name!r}; known: {', '.join(_BY_NAME)}") from None
+        raise ConfigError(key, f"unknown connector {name!r}; known: {', '.join(_BY_NAME)}") from None
 
 
-def select(names: str | list[str] | tuple[str, ...] | None) -> list[Connector]:
-    """Connectors named in a comma list (or all when empty/``all``), each name checked."""
+def select(names: str | list[str] | tuple[str, ...] | None, key: str = "connectors.enabled") -> list[Connector]:
+    """Connectors named in a comma list (or all when empty/``all``), each name checked; errors name ``key``."""
     if names is None or names == "" or names == "all" or names == ["all"]:
         return list(CONNECTORS)
     items = names.split(",") if isinstance(names, str) else list(names)
-    chosen = [connector(n.strip()) for n in items if n.strip()]
+    chosen = [connector(n.strip(), key) for n in items if n.strip()]
     if not chosen:
-        raise ConfigError("connectors.enabled", "no connector selected")
+        raise ConfigError(key, "no connector selected")
     return chosen

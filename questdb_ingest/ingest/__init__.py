@@ -1,5 +1,21 @@
 """The write path: ILP configuration, columnar buffers and batch writers."""
 
-from .writer import GapWriter, HealthWriter, ListingWriter, TableWriter, TradeWriter
+from .writer import (
+    CompareWriter,
+    GapWriter,
+    HealthWriter,
+    ListingWriter,
+    RolloutEventWriter,
+    TableWriter,
+    TradeWriter,
+)
 
-__all__ = ["GapWriter", "HealthWriter", "ListingWriter", "TableWriter", "TradeWriter"]
+__all__ = [
+    "CompareWriter",
+    "GapWriter",
+    "HealthWriter",
+    "ListingWriter",
+    "RolloutEventWriter",
+    "TableWriter",
+    "TradeWriter",
+]

@@ -25,7 +25,16 @@ import questdb
 
 from ..config import Settings
 from ..errors import FlushError, FlushRejectedError, FlushTransportError, WriteError
-from ..models import TRADE_SYMBOL_COLUMNS, GapEvent, HealthEvent, ListingEvent, Trade, TradeBatch
+from ..models import (
+    TRADE_SYMBOL_COLUMNS,
+    CompareRecord,
+    GapEvent,
+    HealthEvent,
+    ListingEvent,
+    RolloutEvent,
+    Trade,
+    TradeBatch,
+)
 from .ilp import open_sender
 
 # Keep any single request well under the client's buffer limit.
@@ -454,4 +463,57 @@ class ListingWriter(TableWriter):
             lambda buf: buf.row(
                 self.table, symbols={"symbol": event.symbol}, columns=columns, at=questdb.TimestampNanos(event.ts_ns)
             ),
+        )
+
+
+class CompareWriter(TableWriter):
+    """Writes ``CompareRecord`` rows to ``shadow_compare``."""
+
+    @classmethod
+    def logical_table(cls) -> str:
+        return "shadow_compare"
+
+    def write(self, rec: CompareRecord) -> None:
+        rec.validate()
+        symbols = {
+            "symbol": rec.symbol,
+            "exchange_market": rec.exchange_market,
+            "source_a": rec.source_a,
+            "source_b": rec.source_b,
+        }
+        columns: dict[str, Any] = {
+            "window_start": questdb.TimestampNanos(rec.window_start_ns),
+            "window_end": questdb.TimestampNanos(rec.window_end_ns),
+            "rows_a": rec.rows_a,
+            "rows_b": rec.rows_b,
+            "missing": rec.missing,
+            "extra": rec.extra,
+            "mismatched": rec.mismatched,
+            "sample_ids": rec.sample_ids,
+            "latency_a_ms": float(rec.latency_a_ms),
+            "latency_b_ms": float(rec.latency_b_ms),
+        }
+        at = questdb.TimestampNanos(rec.ts_ns)
+        self._append_or_raise(1, lambda buf: buf.row(self.table, symbols=symbols, columns=columns, at=at))
+
+
+class RolloutEventWriter(TableWriter):
+    """Writes ``RolloutEvent`` rows to ``rollout_events``."""
+
+    @classmethod
+    def logical_table(cls) -> str:
+        return "rollout_events"
+
+    def write(self, event: RolloutEvent) -> None:
+        event.validate()
+        columns: dict[str, Any] = {"from_phase": event.from_phase, "to_phase": event.to_phase, "reason": event.reason}
+        for name in ("error_rate", "mean_latency_ms", "disk_usage"):
+            value = getattr(event, name)
+            if value is not None:
+                columns[name] = float(value)
+        if event.spool_growth_bytes is not None:
+            columns["spool_growth_bytes"] = int(event.spool_growth_bytes)
+        at = questdb.TimestampNanos(event.ts_ns)
+        self._append_or_raise(
+            1, lambda buf: buf.row(self.table, symbols={"action": event.action}, columns=columns, at=at)
         )

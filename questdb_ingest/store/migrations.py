@@ -21,7 +21,7 @@ from ..resources import resource
 
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # Tables whose TTL follows schema.ttl_days even after their migration ran.
-TTL_TABLES = ("trades", "exchange_health", "listing_events", "gaps")
+TTL_TABLES = ("trades", "exchange_health", "listing_events", "gaps", "shadow_compare", "rollout_events")
 
 
 @dataclass(frozen=True)
