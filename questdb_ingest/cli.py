@@ -361,6 +361,17 @@ def _connector_settings(ctx: click.Context, names: str | None, base_url: str | N
 @click.option("--burst-rate", default=5000.0, show_default=True, help="Replay burst trades/s (started server only).")
 @click.option("--seconds", type=float, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
 @click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option(
+    "--hybrid-mode/--no-hybrid-mode",
+    default=False,
+    show_default=True,
+    help="Keep a ring buffer of recent trades next to QuestDB, read listing windows per the rollout stage, "
+    "run the rollback manager and the listing detector.",
+)
+@click.option("--compare", is_flag=True, help="Hybrid: read every window from both sources and record the diffs.")
+@click.option(
+    "--rollout-config", type=click.Path(dir_okay=False), help="Rollout YAML (default: hybrid.rollout_config)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write final per-connector stats here.")
 @click.pass_context
 def run(
@@ -373,11 +384,17 @@ def run(
     burst_rate: float,
     seconds: float | None,
     workers: int,
+    hybrid_mode: bool,
+    compare: bool,
+    rollout_config: str | None,
     json_path: str | None,
 ) -> None:  # fmt: skip
     """Capture trades: connectors → sharded sender → QuestDB, with health and gap rows and a live view.
 
-    SIGINT/SIGTERM close the sockets, hand every parsed trade to the sender and drain it; exit 0."""
+    With --hybrid-mode every trade also goes to the ring buffer, new Upbit KRW listings are detected
+    and their ±20 s window collected, exported and recorded, and QuestDB's health is checked for
+    automatic rollback. SIGINT/SIGTERM close the sockets, hand every parsed trade to the sender and
+    drain it; exit 0."""
     import asyncio
     import contextlib
     import json
@@ -395,6 +412,11 @@ def run(
     from .store.migrations import migrate
     from .store.pg import connect
 
+    if compare and not hybrid_mode:
+        raise click.UsageError("--compare needs --hybrid-mode")
+    if rollout_config and not hybrid_mode:
+        raise click.UsageError("--rollout-config needs --hybrid-mode")
+    runtime: Any = None
     replay: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if source == "replay" and not replay_url:
         replay = ReplayProcess(
@@ -405,6 +427,10 @@ def run(
         base_url = replay_url or (server.base_url if server is not None else None)
         settings = _connector_settings(ctx, names, base_url)
         chosen = select(settings.connectors.enabled)
+        if hybrid_mode:
+            from .hybrid.rollout import Rollout
+
+            Rollout.from_settings(settings, rollout_config)  # an invalid rollout config fails before any work
         with connect(settings) as conn:
             migrate(conn, settings)
         sender = ShardedSender(settings, workers=workers or None).start()
@@ -415,28 +441,47 @@ def run(
             def refresh(pipeline: Any, elapsed: float) -> None:
                 meter.sample(pipeline)
                 metrics = sender.metrics()
-                live.update(
-                    Group(
-                        feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates),
-                        books_line(metrics),
-                    )
-                )
+                parts: list[Any] = [
+                    feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates),
+                    books_line(metrics),
+                ]
+                if runtime is not None:
+                    from .hybrid.view import hybrid_table
+
+                    parts.append(hybrid_table(runtime))
+                live.update(Group(*parts))
 
             try:
-                pipeline = asyncio.run(
-                    run_feeds(
-                        settings, chosen, sink=SenderSink(sender), events=events, duration=seconds, on_tick=refresh
+                if hybrid_mode:
+                    from .hybrid.runtime import HybridRuntime, run_hybrid
+
+                    runtime = HybridRuntime.build(settings, sender, compare=compare, rollout_config=rollout_config)
+                    pipeline = asyncio.run(
+                        run_hybrid(settings, chosen, runtime, events=events, duration=seconds, on_tick=refresh)
                     )
-                )
+                else:
+                    pipeline = asyncio.run(
+                        run_feeds(
+                            settings, chosen, sink=SenderSink(sender), events=events, duration=seconds, on_tick=refresh
+                        )
+                    )
             finally:
                 live.update(Text("draining: every parsed trade to QuestDB or the spool…"))
                 metrics = sender.close()
                 events.close()
+                if runtime is not None:
+                    runtime.close()
     console.print(feeds_table(pipeline, "connectors (final)"))
     console.print(worker_table(metrics))
     console.print(books_line(metrics))
+    report: dict[str, Any] = {}
+    if runtime is not None:
+        from .hybrid.view import hybrid_table
+
+        console.print(hybrid_table(runtime))
+        report["hybrid"] = _hybrid_report(runtime)
     if json_path:
-        report = {
+        report["feeds"] = {
             f.name: {
                 "status": f.status,
                 "instruments": len(f.instruments),
@@ -449,8 +494,35 @@ def run(
             }
             for f in pipeline.feeds
         }
+        report["sender"] = metrics.to_dict()
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"feeds": report, "sender": metrics.to_dict()}, indent=2))
+        Path(json_path).write_text(json.dumps(report, indent=2, default=str))
+
+
+def _hybrid_report(runtime: Any) -> dict[str, Any]:
+    """What hybrid mode did, for ``--json``: reads, compares, rollout changes and listings."""
+    from dataclasses import asdict
+
+    detector = runtime.detector
+    return {
+        "rollout": runtime.rollout.status(),
+        "reads": asdict(runtime.manager.stats),
+        "buffer": asdict(runtime.ring.stats()),
+        "rollback_checks": runtime.rollback.checks,
+        "rollout_changes": [c.as_dict() for c in runtime.rollback.events],
+        "listings": [
+            {
+                "base": c.trigger.base,
+                "market": c.trigger.market,
+                "status": c.status,
+                "source": c.source,
+                "counts": c.counts,
+                "export": str(c.export.directory) if c.export is not None else None,
+                "written": c.written,
+            }
+            for c in (detector.history if detector is not None else [])
+        ],
+    }
 
 
 @main.command("record")
@@ -631,13 +703,156 @@ def bench_e2e(
     console.print(f"wrote {json_path}")
 
 
-def _register_replay() -> None:
+def _seconds(value: str) -> float:
+    """``40s``, ``2m``, ``500ms`` or a plain number of seconds."""
+    from .hybrid.rollout import parse_duration
+
+    return parse_duration(value, "--timerange")
+
+
+@bench.command("query")
+@click.option("--timerange", default="40s", show_default=True, help="Window length (±half around the trigger).")
+@click.option("--symbols", default=10, show_default=True, help="Base assets queried (random, seeded).")
+@click.option("--rounds", default=20, show_default=True, help="Windows per symbol, at random triggers.")
+@click.option("--trades", default=10_000_000, show_default=True, help="Trades loaded (12 venues, last hour).")
+@click.option("--universe", default=300, show_default=True, help="Distinct symbols in the loaded trades.")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/query.json")
+@click.pass_context
+def bench_query(
+    ctx: click.Context, timerange: str, symbols: int, rounds: int, trades: int, universe: int, workers: int,
+    json_path: str,
+) -> None:  # fmt: skip
+    """Listing-window query latency, QuestDB against the ring buffer, over the same loaded trades."""
+    from .bench.query import query_table, run_query_bench
+
+    settings = _settings(ctx)
+    result = run_query_bench(
+        settings,
+        trades=trades,
+        universe=universe,
+        timerange_s=_seconds(timerange),
+        symbols=symbols,
+        rounds=rounds,
+        workers=workers or None,
+    )
+    console.print(query_table(result))
+    console.print(
+        f"load {result.load_s:.1f}s (visible {result.visible_s:.1f}s); buffer {result.buffer_bytes / 2**20:,.0f} MiB "
+        f"(process RSS +{result.buffer_rss_mib:,.0f} MiB); rows per window median "
+        f"{result.rows_per_window['median']:,.0f} (max {result.rows_per_window['max']:,.0f}); "
+        f"disagreements between the sources: {result.disagreements}"
+    )
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+    if result.disagreements:
+        sys.exit(1)
+
+
+@bench.command("hybrid")
+@click.option("--seconds", default=300.0, show_default=True, help="How long to run (the seed's test: 5 minutes).")
+@click.option("--connectors", "names", help="Comma list (default: all 14).")
+@click.option("--symbols", default=10, show_default=True, help="Instruments per connector on the replay server.")
+@click.option("--rate", default=1000.0, show_default=True, help="Base trades/s.")
+@click.option("--burst-rate", default=5000.0, show_default=True, help="Trades/s during bursts.")
+@click.option("--burst-every", default=60.0, show_default=True, help="Seconds between bursts.")
+@click.option("--burst-seconds", default=10.0, show_default=True, help="Burst length.")
+@click.option("--listing-every", default=30.0, show_default=True, help="Seconds between injected listings.")
+@click.option("--compare-every", default=5.0, show_default=True, help="Seconds between random window compares.")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/hybrid.json")
+@click.pass_context
+def bench_hybrid(
+    ctx: click.Context, seconds: float, names: str | None, symbols: int, rate: float, burst_rate: float,
+    burst_every: float, burst_seconds: float, listing_every: float, compare_every: float, workers: int,
+    json_path: str,
+) -> None:  # fmt: skip
+    """Compare mode under the seed's load with listings injected: zero differences, zero loss."""
+    from .bench.hybrid import run_hybrid_bench
+    from .connectors.registry import select
+
+    result = run_hybrid_bench(
+        _settings(ctx),
+        select(names or "all"),
+        seconds=seconds,
+        symbols=symbols,
+        rate=rate,
+        burst_rate=burst_rate,
+        burst_every=burst_every,
+        burst_seconds=burst_seconds,
+        listing_every=listing_every,
+        compare_every=compare_every,
+        workers=workers or None,
+        console=console,
+    )
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+    if not result.passed:
+        sys.exit(1)
+
+
+@main.group("compare")
+def compare_group() -> None:
+    """Shadow-compare results (hybrid mode's ``shadow_compare`` table)."""
+
+
+@compare_group.command("summary")
+@click.option("--since", default="24h", show_default=True, help="How far back (e.g. 30m, 24h, 7d).")
+@click.option("--bucket", default="1h", show_default=True, help="Time bucket (QuestDB interval: 10m, 1h, 1d).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def compare_summary(ctx: click.Context, since: str, bucket: str, as_json: bool) -> None:
+    """Agreement between the buffer and QuestDB over time: windows compared, with differences, and why."""
+    import json
+
+    from .hybrid.rollout import parse_duration
+    from .models import now_ns
+    from .store.compare import agreement
+    from .store.pg import connect
+
+    settings = _settings(ctx)
+    since_ns = now_ns() - int(parse_duration(since, "--since") * 1e9)
+    try:
+        with connect(settings) as conn:
+            buckets = agreement(conn, settings, since_ns=since_ns, bucket=bucket)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bucket") from None
+    if as_json:
+        click.echo(json.dumps([b.__dict__ | {"agreement": b.agreement} for b in buckets], indent=2))
+        return
+
+    def day_time(ns: int) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ns // 1_000_000_000)) + " UTC"
+
+    table = Table(title=f"shadow compare since {day_time(since_ns)} (per {bucket})")
+    for col in ("bucket", "venue windows", "with differences", "agreement", "rows buffer", "rows QuestDB"):
+        table.add_column(col, justify="left" if col == "bucket" else "right")
+    for col in ("missing", "extra", "mismatched"):
+        table.add_column(col, justify="right")
+    for b in buckets:
+        colour = "green" if b.with_differences == 0 else "red"
+        table.add_row(
+            day_time(b.ts_ns), f"{b.compared:,}", f"[{colour}]{b.with_differences:,}[/]", f"{b.agreement:.2%}",
+            f"{b.rows_a:,}", f"{b.rows_b:,}", f"{b.missing:,}", f"{b.extra:,}", f"{b.mismatched:,}",
+        )  # fmt: skip
+    console.print(table)
+    if not buckets:
+        console.print("no compares recorded in this period (run with --hybrid-mode --compare)")
+
+
+def _register_groups() -> None:
     from .connectors.replay.cli import replay_server
+    from .hybrid.rollout_cli import rollout
+    from .store.query_cli import query
 
     main.add_command(replay_server)
+    main.add_command(rollout)
+    main.add_command(query)
 
 
-_register_replay()
+_register_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

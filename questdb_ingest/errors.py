@@ -11,6 +11,7 @@ PumpwatchError
 │   ├── FrameError                a frame could not be used (malformed / unexpected); dead-lettered
 │   │   └── VenueError            the venue sent an explicit error message
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
+├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
 └── WriteError                    ILP writes
     └── FlushError                a flush did not reach a confirmed commit; rows are kept
         ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -99,6 +100,10 @@ class VenueRequestError(ConnectorError):
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class QueryError(PumpwatchError):
+    """A read from QuestDB over PGWire failed (unreachable, timed out, or the SQL was refused)."""
 
 
 class WriteError(PumpwatchError):

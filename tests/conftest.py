@@ -13,9 +13,12 @@ import psycopg
 import pytest
 
 from questdb_ingest.config import Settings, load_settings
+from questdb_ingest.connectors.replay_process import free_port
+from questdb_ingest.errors import QuestDBNotInstalledError
+from questdb_ingest.server import QuestDBProcess, find_install
 from questdb_ingest.store.migrations import migrate
 from questdb_ingest.store.pg import connect
-from questdb_ingest.store.queries import drop_table
+from questdb_ingest.store.queries import drop_prefixed
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -73,15 +76,31 @@ def qdb_session() -> Iterator[QuestDB]:
         migrate(conn, settings)
     yield QuestDB(settings, prefix)
     with connect(settings) as conn:
-        names = [
-            str(r[0])
-            for r in conn.execute("SELECT table_name FROM tables()").fetchall()
-            if any(str(r[0]).startswith(p) for p in _PREFIXES)
-        ]
-        for name in names:
-            drop_table(conn, name)
+        drop_prefixed(conn, _PREFIXES)
 
 
 @pytest.fixture
 def qdb(qdb_session: QuestDB) -> QuestDB:
     return qdb_session
+
+
+@pytest.fixture(scope="module")
+def private_qdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, QuestDBProcess]]:
+    """A QuestDB of the test module's own, on free ports, that tests may stop and start."""
+    try:
+        find_install()
+    except QuestDBNotInstalledError as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    ports = {name: free_port() for name in ("http_port", "pg_port", "ilp_tcp_port", "health_port")}
+    data_dir = str(tmp_path_factory.mktemp("private") / "qdb")
+    settings = load_settings(env={}, overrides={"questdb": {"data_dir": data_dir, **ports}})
+    server = QuestDBProcess(settings.questdb)
+    server.start()
+    try:
+        with connect(settings) as conn:
+            migrate(conn, settings)
+        yield settings, server
+    finally:
+        server.stop()

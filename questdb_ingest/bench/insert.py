@@ -241,8 +241,7 @@ def _drop(settings: Settings, prefix: str) -> Settings:
     """Drop the benchmark's prefixed tables; returns settings pointing at that prefix."""
     scoped = replace(settings, schema=replace(settings.schema, table_prefix=prefix))
     with connect(scoped) as conn:
-        for name in ("trades", "exchange_health", "listing_events", "gaps", "schema_migrations"):
-            queries.drop_table(conn, scoped.table(name))
+        queries.drop_prefixed(conn, [prefix])
     return scoped
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from ..config import ConnectorSettings, Settings
-from ..errors import PumpwatchError
 from ..ingest import GapWriter, HealthWriter
+from ..ingest.backlog import BackloggedWriter
 from ..models import GapEvent, HealthEvent, TradeBatch
 from ..sender.router import ShardedSender
 from .core import VenueProtocol
@@ -73,44 +71,26 @@ class WriterEvents:
     with the next event, so an outage never stops a connector and a gap row is not dropped.
     """
 
-    MAX_BACKLOG = 100_000
-
     def __init__(self, settings: Settings) -> None:
-        self.health_writer = HealthWriter.from_settings(settings).open()
-        self.gap_writer = GapWriter.from_settings(settings).open()
+        self.health_writer = BackloggedWriter(HealthWriter.from_settings(settings).open())
+        self.gap_writer = BackloggedWriter(GapWriter.from_settings(settings).open())
         self.memory = MemoryEvents()
-        self._health_backlog: deque[HealthEvent] = deque()
-        self._gap_backlog: deque[GapEvent] = deque()
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.health_writer.dropped + self.gap_writer.dropped
 
     def health(self, event: HealthEvent) -> None:
         self.memory.health(event)
-        self._write(self.health_writer, self._health_backlog, event)
+        self.health_writer.write(event)
 
     def gap(self, event: GapEvent) -> None:
         self.memory.gap(event)
-        self._write(self.gap_writer, self._gap_backlog, event)
-
-    def _write(self, writer: HealthWriter | GapWriter, backlog: deque[Any], event: object) -> None:
-        backlog.append(event)
-        if len(backlog) > self.MAX_BACKLOG:
-            backlog.popleft()
-            self.dropped += 1
-        try:
-            if writer.last_error is not None:
-                writer.flush()  # retry what the writer holds before adding more
-            while backlog:
-                writer.write(backlog[0])
-                backlog.popleft()
-        except PumpwatchError as exc:
-            log.warning("%s: %d row(s) waiting for QuestDB: %s", writer.table, len(backlog), exc)
+        self.gap_writer.write(event)
 
     def close(self) -> None:
-        for writer in (self.health_writer, self.gap_writer):
-            try:
-                writer.close()
-            except PumpwatchError as exc:
-                log.error("%s: rows not written at shutdown: %s", writer.table, exc)
+        self.health_writer.close()
+        self.gap_writer.close()
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -395,6 +395,30 @@ class ShardedSender:
                 self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
         return True
 
+    def watermark(self) -> int:
+        """The id of the last part taken so far: ``wait_through(mark)`` later tells when every row
+        submitted before this call has been answered by a worker (hybrid compare syncs on it)."""
+        with self._cond:
+            return self._next_id
+
+    def wait_through(self, mark: int, timeout: float | None = None, *, hurry: bool = True) -> bool:
+        """Block until no part with id ≤ ``mark`` is pending (confirmed, spooled or dead-lettered);
+        False on timeout. ``hurry`` asks the workers to send what they buffer now."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if hurry:
+                for shard in self._shards:
+                    if any(p.batch_id <= mark for p in shard.pending):
+                        shard.flush_wanted = True
+                self._cond.notify_all()
+            while any(p.batch_id <= mark for s in self._shards for p in s.pending):
+                self._raise_fatal()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
     def close(self, timeout: float | None = None) -> SenderMetrics:
         """Stop intake, let every worker flush (or spool) what it holds and exit; return the books.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,22 @@ def drop_table(conn: Conn, table: str) -> None:
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 
+def drop_prefixed(conn: Conn, prefixes: Sequence[str]) -> list[str]:
+    """Drop every materialized view, then every table, whose name starts with one of ``prefixes``
+    (views first: a base table cannot go while a view reads it). Returns what was dropped."""
+
+    def named(query: str) -> list[str]:
+        return [str(r[0]) for r in conn.execute(query).fetchall() if any(str(r[0]).startswith(p) for p in prefixes)]
+
+    views = named("SELECT view_name FROM materialized_views()")
+    for view in views:
+        conn.execute(sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(sql.Identifier(view)))
+    tables = [t for t in named("SELECT table_name FROM tables()") if t not in views]
+    for table in tables:
+        drop_table(conn, table)
+    return views + tables
+
+
 @dataclass(frozen=True)
 class Partition:
     name: str
@@ -78,3 +95,29 @@ def table_partitions(conn: Conn, table: str) -> list[Partition]:
     """The table's partitions in order (``table_partitions()`` takes a constant, hence Literal)."""
     query = sql.SQL("SELECT name, numRows FROM table_partitions({}) ORDER BY name").format(sql.Literal(table))
     return [Partition(str(name), int(rows)) for name, rows in conn.execute(query).fetchall()]
+
+
+def wal_sequencer_txn(conn: Conn, table: str) -> int:
+    """The last transaction committed to the table's WAL (``wait_applied`` waits for it)."""
+    row = conn.execute("SELECT sequencerTxn FROM wal_tables() WHERE name = %s", (table,)).fetchone()
+    if row is None:
+        raise LookupError(f"table {table!r} is not a WAL table or does not exist")
+    return int(row[0])
+
+
+def wait_applied(conn: Conn, table: str, txn: int, timeout: float = 30.0) -> bool:
+    """Until WAL transaction ``txn`` of ``table`` is applied (visible to queries); False on timeout.
+
+    Unlike ``wait_visible`` this ends under continuous ingestion: later transactions don't count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute("SELECT writerTxn, suspended FROM wal_tables() WHERE name = %s", (table,)).fetchone()
+        if row is None:
+            raise LookupError(f"table {table!r} is not a WAL table or does not exist")
+        if row[1]:
+            raise RuntimeError(f"WAL apply for {table!r} is suspended; see the QuestDB log")
+        if int(row[0]) >= txn:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)

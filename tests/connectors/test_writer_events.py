@@ -27,6 +27,6 @@ def test_unreachable_questdb_keeps_rows_in_the_backlog() -> None:
         )
         time.sleep(0.02)
     assert len(events.memory.health_rows) == 20 and len(events.memory.gap_rows) == 20
-    assert events.health_writer.last_error is not None
-    assert len(events._health_backlog) > 0 and len(events._gap_backlog) > 0
+    assert events.health_writer.writer.last_error is not None
+    assert len(events.health_writer.backlog) > 0 and len(events.gap_writer.backlog) > 0
     assert events.dropped == 0

@@ -4,45 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from questdb_ingest.config import Settings, load_settings
+from questdb_ingest.config import Settings
 from questdb_ingest.connectors import SyntheticMarket
-from questdb_ingest.connectors.replay_process import free_port
-from questdb_ingest.errors import BackpressureTimeoutError, QuestDBNotInstalledError
+from questdb_ingest.errors import BackpressureTimeoutError
 from questdb_ingest.load import LoadPattern, run_load
 from questdb_ingest.sender import ShardedSender
 from questdb_ingest.sender.codec import decode, to_batch
 from questdb_ingest.sender.spool import HEADER_BYTES, MAGIC
-from questdb_ingest.server import QuestDBProcess, find_install
-from questdb_ingest.store.migrations import migrate
-from questdb_ingest.store.pg import connect
-from tests.conftest import IN_CI
+from questdb_ingest.server import QuestDBProcess
 from tests.integration.sender_helpers import count_distinct, sender_settings, wait_ready, wait_until
-
-
-@pytest.fixture(scope="module")
-def private_qdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, QuestDBProcess]]:
-    try:
-        find_install()
-    except QuestDBNotInstalledError as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true and {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    ports = {name: free_port() for name in ("http_port", "pg_port", "ilp_tcp_port", "health_port")}
-    data_dir = str(tmp_path_factory.mktemp("outage") / "qdb")
-    settings = load_settings(env={}, overrides={"questdb": {"data_dir": data_dir, **ports}})
-    server = QuestDBProcess(settings.questdb)
-    server.start()
-    try:
-        with connect(settings) as conn:
-            migrate(conn, settings)
-        yield settings, server
-    finally:
-        server.stop()
 
 
 def _spooled_order_ok(shard_dir: Path) -> int:
