@@ -192,7 +192,8 @@ class HybridDataManager:
             return self._from_buffer(symbol, trigger, start, end, [f"compare skipped: {exc}"])
         second, _ = self._buffer_read(symbol, start, end)
         diff = diff_windows(first, questdb, second, latency_a_ms=ms_a, latency_b_ms=ms_b)
-        await asyncio.to_thread(self._record, diff, symbol, start, end)  # the row may wait on QuestDB
+        self._record(diff, symbol, start, end)
+        await asyncio.to_thread(self._write_compare, diff, symbol, start, end)  # the rows may wait on QuestDB
         notes = [f"QuestDB sync {sync_ms:.0f} ms"]
         if self.ring.covers(start):
             return ListingData(symbol, trigger, start, end, "buffer", second, ms_a, diff=diff, notes=notes)
@@ -216,6 +217,8 @@ class HybridDataManager:
             ]
             self.stats.last_diff = f"{symbol}: " + "; ".join(parts)
             log.warning("shadow compare %s [%d, %d]: %s", symbol, start, end, "; ".join(parts))
+
+    def _write_compare(self, diff: WindowDiff, symbol: str, start: int, end: int) -> None:
         if self.compare_writer is not None:
             for rec in compare_records(diff, symbol=symbol, start_ns=start, end_ns=end, at_ns=now_ns()):
                 self.compare_writer.write(rec)

@@ -16,6 +16,7 @@ times stay in QuestDB.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -35,6 +36,7 @@ I8Array = npt.NDArray[np.int8]
 BoolArray = npt.NDArray[np.bool_]
 BytesArray = npt.NDArray[np.bytes_]
 
+MAX_CLOCK_LEAD_NS = 60 * 1_000_000_000  # trades stamped further ahead do not advance expiry
 MIN_ID_WIDTH = 16  # bytes a trade id gets before a longer one widens its venue
 FIXED_ROW_BYTES = 8 + 8 + 8 + 4 + 1  # ts, price, quantity, symbol code, side
 INT64_MIN = int(np.iinfo(np.int64).min)
@@ -352,7 +354,9 @@ class RingBuffer:
             return
         groups = self._prepare(batch)
         with self._lock:
-            self._newest = max(self._newest, int(batch.ts_ns.max()))
+            # A venue clock far ahead must not age out everybody's hour: the clock that drives
+            # expiry never runs more than MAX_CLOCK_LEAD_NS ahead of this machine's.
+            self._newest = max(self._newest, min(int(batch.ts_ns.max()), time.time_ns() + MAX_CLOCK_LEAD_NS))
             for rows in groups:
                 self._write(rows)
             self._appended += len(batch)

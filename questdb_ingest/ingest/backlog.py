@@ -4,6 +4,7 @@ on an outage: rows wait in a bounded backlog and go out with the next write or `
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from typing import Generic, Protocol, TypeVar
 
@@ -32,7 +33,8 @@ class BackloggedWriter(Generic[E]):
     """Wraps a ``TableWriter``; ``write`` never raises for an unreachable QuestDB.
 
     Beyond ``max_backlog`` waiting rows the oldest is dropped and counted in ``dropped``
-    (a few rows per second for hours before that happens)."""
+    (a few rows per second for hours before that happens). Safe to call from several threads
+    (compares finishing at once each write from their own thread)."""
 
     def __init__(self, writer: EventTableWriter[E], max_backlog: int = 100_000, *, flush_each: bool = False) -> None:
         self.writer = writer
@@ -41,6 +43,7 @@ class BackloggedWriter(Generic[E]):
         self.backlog: deque[E] = deque()
         self.dropped = 0
         self.written = 0
+        self._lock = threading.RLock()
 
     @property
     def table(self) -> str:
@@ -48,13 +51,18 @@ class BackloggedWriter(Generic[E]):
 
     def write(self, event: E) -> bool:
         """Queue ``event`` and send what waits; True when nothing is left waiting."""
-        self.backlog.append(event)
-        if len(self.backlog) > self.max_backlog:
-            self.backlog.popleft()
-            self.dropped += 1
-        return self.retry()
+        with self._lock:
+            self.backlog.append(event)
+            if len(self.backlog) > self.max_backlog:
+                self.backlog.popleft()
+                self.dropped += 1
+            return self.retry()
 
     def retry(self) -> bool:
+        with self._lock:
+            return self._send()
+
+    def _send(self) -> bool:
         try:
             if self.writer.last_error is not None:
                 self.writer.flush()  # resend what the writer holds before adding more
@@ -70,10 +78,11 @@ class BackloggedWriter(Generic[E]):
         return True
 
     def close(self) -> None:
-        self.retry()
-        try:
-            self.writer.close()
-        except PumpwatchError as exc:
-            log.error("%s: rows not written at shutdown: %s", self.table, exc)
-        if self.backlog:
-            log.error("%s: %d row(s) never reached QuestDB", self.table, len(self.backlog))
+        with self._lock:
+            self._send()
+            try:
+                self.writer.close()
+            except PumpwatchError as exc:
+                log.error("%s: rows not written at shutdown: %s", self.table, exc)
+            if self.backlog:
+                log.error("%s: %d row(s) never reached QuestDB", self.table, len(self.backlog))

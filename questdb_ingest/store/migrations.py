@@ -22,6 +22,8 @@ from ..resources import resource
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # Tables whose TTL follows schema.ttl_days even after their migration ran.
 TTL_TABLES = ("trades", "exchange_health", "listing_events", "gaps", "shadow_compare", "rollout_events")
+# Materialized views with a TTL: ALTER TABLE refuses them, ALTER MATERIALIZED VIEW takes the same clause.
+TTL_VIEWS = ("candles_1m",)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _reconcile_ttl(conn: psycopg.Connection[tuple[object, ...]], settings: Setti
     """Bring table TTLs in line with schema.ttl_days (the setting may change after 001 ran)."""
     changed: list[str] = []
     want = settings.schema.ttl_days
-    for logical in TTL_TABLES:
+    for logical in TTL_TABLES + TTL_VIEWS:
         table = settings.table(logical)
         row = conn.execute("SELECT ttlValue, ttlUnit FROM tables() WHERE table_name = %s", (table,)).fetchone()
         if row is None:
@@ -132,6 +134,7 @@ def _reconcile_ttl(conn: psycopg.Connection[tuple[object, ...]], settings: Setti
         value, unit = row
         days = int(value) * {"HOUR": 1 / 24, "DAY": 1, "WEEK": 7, "MONTH": 30, "YEAR": 365}.get(str(unit), 0)  # type: ignore[call-overload]
         if days != want:
-            conn.execute(f"ALTER TABLE {table} SET TTL {want} DAYS")
+            kind = "MATERIALIZED VIEW" if logical in TTL_VIEWS else "TABLE"
+            conn.execute(f"ALTER {kind} {table} SET TTL {want} DAYS")
             changed.append(table)
     return changed

@@ -290,16 +290,31 @@ def candles_cmd(
 @click.option("--symbol", "symbols", multiple=True, help="BASE-QUOTE or bare base; repeat for several.")
 @click.option("--exchange", help="Only this exchange.")
 @click.option("--market-type", help="Only this market type (spot, futures).")
+@click.option("--within", help="Only keys that traded in this recent span, e.g. 1h (bounds the scan).")
 @_json_option
 @click.pass_context
 def latest_cmd(
-    ctx: click.Context, symbols: tuple[str, ...], exchange: str | None, market_type: str | None, as_json: bool
+    ctx: click.Context,
+    symbols: tuple[str, ...],
+    exchange: str | None,
+    market_type: str | None,
+    within: str | None,
+    as_json: bool,
 ) -> None:
-    """The last trade price per exchange, market type and symbol."""
+    """The last trade price per exchange, market type and symbol.
+
+    Without --within, QuestDB scans back until it has seen every key: the whole table when a
+    key has gone quiet.
+    """
+    import time
+
     from .market import latest_prices
 
+    since = None if within is None else time.time_ns() - parse_duration_ns(within, "--within")
     with _connection(ctx) as (conn, settings):
-        prices = latest_prices(conn, settings, list(symbols) or None, exchange=exchange, market_type=market_type)
+        prices = latest_prices(
+            conn, settings, list(symbols) or None, exchange=exchange, market_type=market_type, since_ns=since
+        )
     if as_json:
         _emit_json([{"ts": iso_ns(p.ts_ns), **asdict(p)} for p in prices])
         return

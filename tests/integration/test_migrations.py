@@ -21,9 +21,9 @@ def test_migrate_twice_is_a_noop(qdb: QuestDB) -> None:
     with qdb.conn() as conn:
         first = migrate(conn, settings)
         second = migrate(conn, settings)
-        assert [m.version for m in first.applied] == [1, 2]
-        assert second.applied == [] and [m.version for m in second.already] == [1, 2]
-        assert list(applied_versions(conn, settings)) == [1, 2]
+        assert [m.version for m in first.applied] == [1, 2, 3, 4]
+        assert second.applied == [] and [m.version for m in second.already] == [1, 2, 3, 4]
+        assert list(applied_versions(conn, settings)) == [1, 2, 3, 4]
         rows = conn.execute(
             "SELECT table_name, partitionBy, walEnabled, dedup, ttlValue, ttlUnit FROM tables() "
             "WHERE table_name IN (%s, %s, %s, %s) ORDER BY table_name",
@@ -72,13 +72,13 @@ def test_new_migration_is_applied_after_the_first(qdb: QuestDB, tmp_path: Path) 
     schema = tmp_path / "schema"
     shutil.copytree(resource("schema"), schema)
     prefix = qdb.new_prefix()
-    (schema / "003_extra.sql").write_text(
+    (schema / "005_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS {{prefix}}extra (ts TIMESTAMP, v DOUBLE) TIMESTAMP(ts) PARTITION BY DAY WAL;\n"
     )
     settings = scoped_settings(prefix, schema={"schema_dir": str(schema)})
     with qdb.conn() as conn:
         report = migrate(conn, settings)
-        assert [m.version for m in report.applied] == [1, 2, 3]
+        assert [m.version for m in report.applied] == [1, 2, 3, 4, 5]
         assert conn.execute("SELECT count() FROM tables() WHERE table_name = %s", (f"{prefix}extra",)).fetchone() == (
             1,
         )
@@ -90,7 +90,16 @@ def test_ttl_setting_change_is_reconciled(qdb: QuestDB) -> None:
         migrate(conn, scoped_settings(prefix))
         report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}))
     assert sorted(report.ttl_changed) == sorted(
-        f"{prefix}{t}" for t in ("trades", "exchange_health", "listing_events", "gaps")
+        f"{prefix}{t}"
+        for t in (
+            "trades",
+            "exchange_health",
+            "listing_events",
+            "gaps",
+            "shadow_compare",
+            "rollout_events",
+            "candles_1m",
+        )
     )
 
 
@@ -100,9 +109,9 @@ def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.Monkey
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate"])
     assert first.exit_code == 0, first.output
-    assert "2 applied" in first.output
+    assert "4 applied" in first.output
     second = runner.invoke(main, ["db", "migrate"])
-    assert second.exit_code == 0 and "0 applied, 2 already applied" in second.output
+    assert second.exit_code == 0 and "0 applied, 4 already applied" in second.output
 
     schema = tmp_path / "schema"
     shutil.copytree(resource("schema"), schema)
