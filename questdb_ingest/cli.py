@@ -12,20 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .cli_support import ErrorGroup, console
 from .config import Settings, load_settings
 from .errors import PumpwatchError
 from .resources import questdb_pin
-
-# Pipes and CI logs get a width that fits the tables instead of rich's 80-column fallback.
-console = Console() if sys.stdout.isatty() else Console(width=120)
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
@@ -33,25 +28,7 @@ def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
     return load_settings(ctx.obj.get("config"), overrides=sections)
 
 
-class _Group(click.Group):
-    """Turns our typed errors into one red line and exit code 1 instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PumpwatchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(1)
-        except psycopg.OperationalError as exc:
-            err_console.print(
-                f"[bold red]error:[/] cannot reach QuestDB over PGWire: {exc}".rstrip()
-                + "\n(start it with `pumpwatch questdb start`)",
-                highlight=False,
-            )
-            sys.exit(1)
-
-
-@click.group(cls=_Group)
+@click.group(cls=ErrorGroup)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
 @click.version_option(__version__, prog_name="pumpwatch")
 @click.pass_context
@@ -713,7 +690,7 @@ def _seconds(value: str) -> float:
 @bench.command("query")
 @click.option("--timerange", default="40s", show_default=True, help="Window length (±half around the trigger).")
 @click.option("--symbols", default=10, show_default=True, help="Base assets queried (random, seeded).")
-@click.option("--rounds", default=20, show_default=True, help="Windows per symbol, at random triggers.")
+@click.option("--rounds", default=50, show_default=True, help="Windows per symbol, at random triggers.")
 @click.option("--trades", default=10_000_000, show_default=True, help="Trades loaded (12 venues, last hour).")
 @click.option("--universe", default=300, show_default=True, help="Distinct symbols in the loaded trades.")
 @click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
@@ -748,6 +725,35 @@ def bench_query(
     console.print(f"wrote {json_path}")
     if result.disagreements:
         sys.exit(1)
+
+
+@bench.command("ring")
+@click.option("--trades", default=18_000_000, show_default=True, help="Trades to fill (1 h at 5,000/s = 18 M).")
+@click.option("--venues", default=14, show_default=True)
+@click.option("--symbols", default=300, show_default=True, help="Base assets.")
+@click.option("--queries", default=1000, show_default=True, help="±20 s windows timed per kind (asset, pair).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/ring.json")
+def bench_ring(trades: int, venues: int, symbols: int, queries: int, json_path: str) -> None:
+    """The ring buffer alone: RSS for an hour of trades and ±20 s window latency (no QuestDB)."""
+    import json
+
+    from .bench.ring import run_ring_bench
+
+    r = run_ring_bench(trades, venues, symbols, queries, seed=7)
+    table = Table(title=f"ring buffer: {r['trades']:,} trades, {r['venues']} venues, {symbols} assets")
+    for col in ("RSS MiB", "arrays MiB", "bytes/trade", "fill trades/s", "query", "p50 µs", "p99 µs", "max µs"):
+        table.add_column(col, justify="right")
+    for kind in ("query_base", "query_pair"):
+        q = r[kind]
+        table.add_row(
+            f"{r['rss_bytes'] / 2**20:,.0f}", f"{r['allocated_bytes'] / 2**20:,.0f}",
+            f"{r['allocated_bytes_per_row']:.1f}", f"{r['fill_rate_per_s']:,.0f}", kind.removeprefix("query_"),
+            f"{q['p50_us']:,.0f}", f"{q['p99_us']:,.0f}", f"{q['max_us']:,.0f}",
+        )  # fmt: skip
+    console.print(table)
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(r, indent=2), encoding="utf-8")
+    console.print(f"wrote {json_path}")
 
 
 @bench.command("hybrid")

@@ -9,6 +9,7 @@ from both sources, timed, and the two answers must agree per venue and trade id.
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import time
@@ -29,6 +30,7 @@ from ..hybrid.ring import RingBuffer
 from ..models import NO_SEQUENCE, TradeBatch, now_ns
 from ..sender import ShardedSender
 from ..store import queries
+from ..store.market import wait_view_fresh
 from ..store.pg import connect
 from .insert import fresh_tables
 from .machine import machine_info
@@ -134,26 +136,33 @@ def run_query_bench(
     buffer_rss = _rss_mib() - rss_before
 
     chosen = [str(s).split("-", 1)[0] for s in rng.choice(names, size=min(symbols, len(names)), replace=False)]
-    reader = QuestDBReader(scoped)
     half = int(timerange_s * NS / 2)
+    windows = [(base, int(rng.integers(start_ns + half, end_ns - half))) for base in chosen for _ in range(rounds)]
+    reader = QuestDBReader(scoped)
     lat: dict[str, list[float]] = {"buffer": [], "questdb": []}
-    rows_seen: list[int] = []
-    disagreements = 0
+    answers: dict[str, list[dict[str, TradeBatch]]] = {"buffer": [], "questdb": []}
     try:
+        with connect(scoped) as conn:
+            wait_view_fresh(conn, scoped, timeout=600)  # candles_1m catching up would compete for the CPU
         reader.window(chosen[0], start_ns, start_ns + NS)  # connect and warm the plan before timing
-        for base in chosen:
-            for _ in range(rounds):
-                trigger = int(rng.integers(start_ns + half, end_ns - half))
+        ring.window(chosen[0], start_ns, start_ns + NS)
+        # A long-running service freezes its start-up objects too; the timed loops then see only their own garbage.
+        gc.collect()
+        gc.freeze()
+        # One source at a time, so neither pays for the other's after-effects (QuestDB's threads, caches).
+        for source, read in (("buffer", ring.window), ("questdb", reader.window)):
+            for base, trigger in windows:
                 t0 = time.perf_counter()
-                from_ring = ring.window(base, trigger - half, trigger + half)
-                lat["buffer"].append((time.perf_counter() - t0) * 1e3)
-                t0 = time.perf_counter()
-                from_db = reader.window(base, trigger - half, trigger + half)
-                lat["questdb"].append((time.perf_counter() - t0) * 1e3)
-                rows_seen.append(sum(len(b) for b in from_ring.values()))
-                disagreements += diff_windows(from_ring, from_db).differences
+                answer = read(base, trigger - half, trigger + half)
+                lat[source].append((time.perf_counter() - t0) * 1e3)
+                answers[source].append(answer)
     finally:
+        gc.unfreeze()
         reader.close()
+    rows_seen = [sum(len(b) for b in a.values()) for a in answers["buffer"]]
+    disagreements = sum(
+        diff_windows(a, b).differences for a, b in zip(answers["buffer"], answers["questdb"], strict=True)
+    )
     return QueryBenchResult(
         trades=trades,
         venues=12,

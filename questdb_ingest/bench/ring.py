@@ -24,7 +24,7 @@ HOUR_NS = 3600 * NS
 T0_NS = 1_735_689_600 * NS  # 2025-01-01: fixed, so a seed reproduces the same data
 BATCH_ROWS = 5_000
 HALF_WINDOW_NS = 20 * NS
-_EXCHANGES = ("binance", "bybit", "okx", "upbit", "bithumb", "coinbase", "kraken", "gate", "kucoin", "mexc", "bitget")
+_EXCHANGES = ("binance", "bybit", "okx", "kucoin", "gate", "phemex", "upbit", "bithumb")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UUID_DIGITS = [i for i in range(36) if i not in (8, 13, 18, 23)]
 

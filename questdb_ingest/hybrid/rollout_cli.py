@@ -14,40 +14,21 @@ change (advance past the last phase, ...) or an unusable state file exits 1.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..cli_support import ErrorGroup, console, err_console
 from ..config import Settings, load_settings
-from ..errors import ConfigError, PumpwatchError
+from ..errors import PumpwatchError
 from .rollout import Rollout, RolloutChange, format_duration, format_utc
-
-# Pipes and CI logs get a width that fits the tables instead of rich's 80-column fallback.
-_console = Console() if sys.stdout.isatty() else Console(width=120)
-_err_console = Console(stderr=True, soft_wrap=True)
 
 # One quick attempt: the event is an audit copy, and an unreachable QuestDB must not stall the command.
 EVENT_RETRY_MS = 500
 HISTORY_SHOWN = 5
-
-
-class _RolloutGroup(click.Group):
-    """Typed errors become one red line: exit 2 for invalid configuration, 1 for anything else."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            _err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            sys.exit(2)
-        except PumpwatchError as exc:
-            _err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            sys.exit(1)
 
 
 def _settings(ctx: click.Context, rollout_config: str | None) -> Settings:
@@ -91,16 +72,16 @@ def record_event(settings: Settings, change: RolloutChange) -> str | None:
 def _changed(settings: Settings, rollout: Rollout, change: RolloutChange) -> None:
     cfg = rollout.config
     before, after = cfg.phase(change.from_phase), cfg.phase(change.to_phase)
-    _console.print(
+    console.print(
         f"[bold]rollout {change.action}[/]: {escape(before.label)} → [bold green]{escape(after.label)}[/]",
         highlight=False,
     )
-    _console.print(f"reason: {escape(change.reason)}; saved to {escape(str(rollout.store.path))}", highlight=False)
+    console.print(f"reason: {escape(change.reason)}; saved to {escape(str(rollout.store.path))}", highlight=False)
     failure = record_event(settings, change)
     if failure is None:
-        _console.print(f"recorded in {settings.table('rollout_events')}", style="dim", highlight=False)
+        console.print(f"recorded in {settings.table('rollout_events')}", style="dim", highlight=False)
     else:
-        _err_console.print(
+        err_console.print(
             f"[yellow]warning:[/] the change is saved but not recorded in QuestDB ({escape(failure)}); "
             "the state file is the source of truth",
             highlight=False,
@@ -119,7 +100,7 @@ def _reason_option(f: Any) -> Any:
     return click.option("--reason", default="operator", show_default=True, help="Why; stored with the change.")(f)
 
 
-@click.group("rollout", cls=_RolloutGroup)
+@click.group("rollout", cls=ErrorGroup)
 def rollout() -> None:
     """Staged rollout of QuestDB reads: show, advance, roll back or set the phase."""
 
@@ -149,29 +130,29 @@ def rollout_status(ctx: click.Context, rollout_config: str | None, as_json: bool
             ("on" if p["fallback_enabled"] else "off") if p["phase"] else "n/a",
             style="bold green" if current else None,
         )
-    _console.print(table)
-    _console.print(f"current: {escape(ro.current().label)}", highlight=False)
+    console.print(table)
+    console.print(f"current: {escape(ro.current().label)}", highlight=False)
     if st["clamped"]:
-        _console.print(
+        console.print(
             f"[yellow]the state file says phase {st['stored_phase']}, but the config has only {st['last_phase']}; "
             f"phase {st['phase']} is in effect until the next change[/]",
             highlight=False,
         )
     if st["entered_at"] is None:
-        _console.print("entered: never changed (no state saved yet)", highlight=False)
+        console.print("entered: never changed (no state saved yet)", highlight=False)
     else:
         due = "[bold yellow]yes[/]" if st["due"] else "no"
-        _console.print(
+        console.print(
             f"entered: {st['entered_at']}, {format_duration(st['time_in_phase_s'])} ago"
             f" of {format_duration(st['duration_s'])}; due for advance: {due}",
             highlight=False,
         )
-    _console.print(
+    console.print(
         f"auto_advance: {'on' if st['auto_advance'] else 'off'}; state file: {escape(st['state_file'])}",
         highlight=False,
     )
     if st["history"]:
-        _console.print(_history_table(st["history"]))
+        console.print(_history_table(st["history"]))
 
 
 def _history_table(history: list[dict[str, Any]]) -> Table:

@@ -22,8 +22,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_support import ErrorGroup
 from ..config import Settings, load_settings
-from ..errors import PumpwatchError
 
 if TYPE_CHECKING:
     import psycopg
@@ -52,24 +52,6 @@ def _connection(ctx: click.Context) -> Iterator[tuple[psycopg.Connection[Any], S
     settings = _settings(ctx)
     with connect(settings) as conn:
         yield conn, settings
-
-
-class _QueryGroup(click.Group):
-    """Typed errors and an unreachable QuestDB become one red line and exit code 1, standalone too."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        import psycopg
-
-        try:
-            return super().invoke(ctx)
-        except PumpwatchError as exc:
-            Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(1)
-        except psycopg.OperationalError as exc:
-            Console(stderr=True, soft_wrap=True).print(
-                f"[bold red]error:[/] cannot reach QuestDB over PGWire: {exc}".rstrip(), highlight=False
-            )
-            sys.exit(1)
 
 
 # --------------------------------------------------------------------------- parsing / formatting
@@ -135,7 +117,7 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # --------------------------------------------------------------------------- commands
-@click.group(cls=_QueryGroup)
+@click.group(cls=ErrorGroup)
 def query() -> None:
     """Read trades back: listing window, recent trades, candles, latest prices."""
 
