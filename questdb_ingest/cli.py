@@ -326,16 +326,19 @@ def _connector_settings(ctx: click.Context, names: str | None, base_url: str | N
 @main.command("run")
 @click.option(
     "--source",
-    type=click.Choice(["live", "replay"]),
+    type=click.Choice(["live", "replay", "synthetic"]),
     default="live",
     show_default=True,
-    help="live: the venues' real endpoints; replay: a local replay server (started unless --replay-url).",
+    help="live: the venues' real endpoints; replay: a local replay server (started unless --replay-url); "
+    "synthetic: generated trades straight into the sender (no sockets, no listing detection).",
 )
 @click.option("--replay-url", help="A running replay server, e.g. http://127.0.0.1:8765 (implies --source replay).")
 @click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
 @click.option("--replay-symbols", default=10, show_default=True, help="Symbols per venue on a started replay server.")
-@click.option("--rate", default=1000.0, show_default=True, help="Replay base trades/s (started server only).")
-@click.option("--burst-rate", default=5000.0, show_default=True, help="Replay burst trades/s (started server only).")
+@click.option("--rate", default=1000.0, show_default=True, help="Base trades/s (replay server, synthetic).")
+@click.option(
+    "--burst-rate", default=5000.0, show_default=True, help="Burst trades/s (replay server, synthetic)."
+)
 @click.option("--seconds", type=float, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
 @click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
 @click.option(
@@ -415,24 +418,37 @@ def run(
         meter = RateMeter()
         with Live(console=console, refresh_per_second=2, transient=True) as live:
 
-            def refresh(pipeline: Any, elapsed: float) -> None:
-                meter.sample(pipeline)
-                metrics = sender.metrics()
-                parts: list[Any] = [
-                    feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates),
-                    books_line(metrics),
-                ]
+            def show(head: Any) -> None:
+                parts: list[Any] = [head, books_line(sender.metrics())]
                 if runtime is not None:
                     from .hybrid.view import hybrid_table
 
                     parts.append(hybrid_table(runtime))
                 live.update(Group(*parts))
 
+            def refresh(pipeline: Any, elapsed: float) -> None:
+                meter.sample(pipeline)
+                show(feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates))
+
+            def refresh_synthetic(run: Any) -> None:
+                show(Text(f"synthetic — {run.elapsed:,.0f}s: {run.trades:,} trades, {run.rate_now:,.0f} trades/s now"))
+
             try:
                 if hybrid_mode:
                     from .hybrid.runtime import HybridRuntime, run_hybrid
 
-                    runtime = HybridRuntime.build(settings, sender, compare=compare, rollout_config=rollout_config)
+                    runtime = HybridRuntime.build(
+                        settings,
+                        sender,
+                        compare=compare,
+                        rollout_config=rollout_config,
+                        detect_listings=source != "synthetic",
+                    )
+                if source == "synthetic":
+                    synthetic = asyncio.run(
+                        _synthetic(runtime, SenderSink(sender), rate, burst_rate, seconds, refresh_synthetic)
+                    )
+                elif runtime is not None:
                     pipeline = asyncio.run(
                         run_hybrid(settings, chosen, runtime, events=events, duration=seconds, on_tick=refresh)
                     )
@@ -448,7 +464,10 @@ def run(
                 events.close()
                 if runtime is not None:
                     runtime.close()
-    console.print(feeds_table(pipeline, "connectors (final)"))
+    if source == "synthetic":
+        console.print(f"synthetic: {synthetic.trades:,} trades in {synthetic.elapsed:,.1f}s")
+    else:
+        console.print(feeds_table(pipeline, "connectors (final)"))
     console.print(worker_table(metrics))
     console.print(books_line(metrics))
     report: dict[str, Any] = {}
@@ -457,7 +476,9 @@ def run(
 
         console.print(hybrid_table(runtime))
         report["hybrid"] = _hybrid_report(runtime)
-    if json_path:
+    if source == "synthetic":
+        report["synthetic"] = {"trades": synthetic.trades, "elapsed_s": synthetic.elapsed}
+    if json_path and source != "synthetic":
         report["feeds"] = {
             f.name: {
                 "status": f.status,
@@ -471,9 +492,29 @@ def run(
             }
             for f in pipeline.feeds
         }
+    if json_path:
         report["sender"] = metrics.to_dict()
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2, default=str))
+
+
+async def _synthetic(
+    runtime: Any, plain: Any, rate: float, burst_rate: float, seconds: float | None, on_tick: Any
+) -> Any:
+    """``run --source synthetic``: generated trades into the hybrid sink (or the sender)."""
+    import asyncio
+
+    from .connectors.run import run_synthetic
+    from .load import LoadPattern
+
+    pattern = LoadPattern(base_rate=rate, burst_rate=burst_rate)
+    stop = asyncio.Event()
+    if runtime is None:
+        return await run_synthetic(plain, pattern, duration=seconds, on_tick=on_tick, stop=stop)
+    from .hybrid.runtime import running
+
+    async with running(runtime, stop):
+        return await run_synthetic(runtime.sink, pattern, duration=seconds, on_tick=on_tick, stop=stop)
 
 
 def _hybrid_report(runtime: Any) -> dict[str, Any]:

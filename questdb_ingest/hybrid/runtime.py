@@ -4,8 +4,9 @@ manager and the listing detector, started and stopped together around the connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,17 @@ class HybridRuntime:
         self.event_writer.close()
 
 
+@contextlib.asynccontextmanager
+async def running(runtime: HybridRuntime, stop: asyncio.Event) -> AsyncIterator[HybridRuntime]:
+    """The rollback manager and listing detector for as long as the body runs (sets ``stop`` after)."""
+    await runtime.start(stop)
+    try:
+        yield runtime
+    finally:
+        stop.set()
+        await runtime.stop()
+
+
 async def run_hybrid(
     settings: Settings,
     connectors: Sequence[Connector],
@@ -130,11 +142,7 @@ async def run_hybrid(
         if on_tick is not None:
             on_tick(pipeline, elapsed)
 
-    await runtime.start(stop)
-    try:
+    async with running(runtime, stop):
         return await run_feeds(
             settings, connectors, sink=runtime.sink, events=events, duration=duration, on_tick=tick, stop=stop
         )
-    finally:
-        stop.set()
-        await runtime.stop()
