@@ -336,9 +336,7 @@ def _connector_settings(ctx: click.Context, names: str | None, base_url: str | N
 @click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
 @click.option("--replay-symbols", default=10, show_default=True, help="Symbols per venue on a started replay server.")
 @click.option("--rate", default=1000.0, show_default=True, help="Base trades/s (replay server, synthetic).")
-@click.option(
-    "--burst-rate", default=5000.0, show_default=True, help="Burst trades/s (replay server, synthetic)."
-)
+@click.option("--burst-rate", default=5000.0, show_default=True, help="Burst trades/s (replay server, synthetic).")
 @click.option("--seconds", type=float, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
 @click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
 @click.option(
