@@ -695,11 +695,19 @@ def bench_connectors(
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
 @click.option("--symbols", default=10, show_default=True, help="Instruments per connector.")
 @click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option(
+    "--playback/--generate",
+    default=True,
+    show_default=True,
+    help="playback: the server plays a session of pre-encoded frames paced at --rate (its cost is the socket "
+    "writes); generate: it generates and encodes trades while the clock runs.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors_e2e.json")
 @click.pass_context
 def bench_e2e(
-    ctx: click.Context, trades: int, rate: float, names: str | None, symbols: int, workers: int, json_path: str
-) -> None:
+    ctx: click.Context, trades: int, rate: float, names: str | None, symbols: int, workers: int, playback: bool,
+    json_path: str,
+) -> None:  # fmt: skip
     """Replay server sockets → connectors → sender → QuestDB: trades/s until ``count()`` shows them all."""
     from .bench.connectors import bench_e2e as run_e2e
     from .connectors.registry import select
@@ -713,6 +721,7 @@ def bench_e2e(
         workers=workers or settings.sender.workers or os.cpu_count() or 1,
         symbols=symbols,
         console=console,
+        playback=playback,
     )
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(result.to_json(), encoding="utf-8")

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,6 +309,27 @@ class E2EResult:
         return json.dumps({"benchmark": "connectors-e2e", **asdict(self)}, indent=2)
 
 
+def write_session(directory: Path, mixes: list[VenueMix], rate: float) -> int:
+    """The mixes as a recorded session paced at ``rate`` trades/s in all (each connector an equal
+    share), for the replay server's playback; returns the trades it carries."""
+    from ..connectors.replay.session import SessionWriter
+
+    per_connector = rate / max(1, len(mixes))
+    t0 = now_ns()
+    total = 0
+    with SessionWriter(directory) as writer:
+        for mix in mixes:
+            parse = mix.proto.make_parser(mix.instruments)
+            out = TradeColumns()
+            done = 0
+            for frame in mix.frames:
+                writer.write(mix.name, t0 + int(done / per_connector * 1e9), frame)
+                done += parse(frame, t0, out)
+                out.clear()
+            total += done
+    return total
+
+
 def bench_e2e(
     settings: Settings,
     connectors: Sequence[Connector],
@@ -317,8 +339,13 @@ def bench_e2e(
     workers: int,
     symbols: int,
     console: Console,
+    playback: bool = False,
 ) -> E2EResult:
-    """Replay server (child process) → sockets → connectors → sender → QuestDB, until ``count()`` has all."""
+    """Replay server (child process) → sockets → connectors → sender → QuestDB, until ``count()`` has all.
+
+    ``playback``: the server plays a session written beforehand (frames already encoded, paced at
+    ``rate``) instead of generating and encoding trades while the clock runs, so the server costs
+    little more than its socket writes and the figure is the connectors' and the sender's."""
     import asyncio
     import tempfile
 
@@ -332,9 +359,23 @@ def bench_e2e(
     names = [c.name for c in connectors]
     scoped = fresh_tables(settings, "bench_e2e_")
     table = scoped.table("trades")
-    args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--rate", str(rate)]
-    args += ["--burst-seconds", "0", "--max-trades", str(trades)]
-    with tempfile.TemporaryDirectory() as tmp, ReplayProcess(args) as replay:
+    tmp_dir = tempfile.TemporaryDirectory()
+    tmp = tmp_dir.name
+    if playback:
+        mixes = build_mix(connectors, max(1, trades // len(connectors)), symbols=symbols)
+        trades = write_session(Path(tmp) / "session", mixes, rate)
+        # The same instruments as the frames: the server counts each frame's trades with them.
+        args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--session", f"{tmp}/session", "--speed", "1"]
+    else:
+        args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--rate", str(rate)]
+        args += ["--burst-seconds", "0", "--max-trades", str(trades)]
+
+    def sent(stats: dict[str, Any]) -> int:
+        if playback:
+            return sum(int(v["trades_delivered"]) for v in stats["connectors"].values())
+        return int(stats["generated_total"])
+
+    with tmp_dir, ReplayProcess(args) as replay:
         run_settings = replace(
             scoped,
             connectors=replace(scoped.connectors, base_url=replay.base_url, dead_letter_dir=f"{tmp}/dead"),
@@ -357,7 +398,7 @@ def bench_e2e(
                     started = time.perf_counter()
                     while True:
                         stats = await ctl.stats()
-                        if stats["generated_total"] >= trades:
+                        if sent(stats) >= trades:
                             generated_s[0] = time.perf_counter() - started
                             break
                         await asyncio.sleep(0.2)
@@ -393,7 +434,7 @@ def bench_e2e(
         rate_asked=rate,
         connectors=names,
         workers=workers,
-        generated=int(stats["generated_total"]),
+        generated=sent(stats),
         landed=landed,
         distinct=distinct,
         seconds_to_visible=elapsed,

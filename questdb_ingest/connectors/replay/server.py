@@ -14,6 +14,7 @@ up is cut, as venues do, rather than slowing every other connection down.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import signal
@@ -45,6 +46,8 @@ MAX_BUFFER = 64 * 1024 * 1024
 SLOW_GRACE = 3.0
 # Session playback waits while a connection has more unsent data than this (bounded backlog).
 PLAYBACK_BUFFER = 256 * 1024
+PLAYBACK_CHUNK = 256  # recorded frames per write at most
+PLAYBACK_TICK = 0.005  # seconds between paced playback writes at least
 FAULT_KINDS = ("drop", "stall", "malformed")
 _RATE_KEYS = ("rate", "burst_rate", "burst_every", "burst_seconds", "max_trades")
 _PING_PAYLOAD = b"replay"
@@ -135,6 +138,7 @@ class _Venue:
         self.recent: dict[str, deque[Trade]] = {}
         self.session: list[RecordedFrame] = []
         self.session_trades: list[int] = []
+        self.session_wire: list[bytes] = []  # each recorded frame already framed for the wire
         self.generated = 0
         self.price_sum = 0.0
         self.quantity_sum = 0.0
@@ -446,39 +450,53 @@ class ReplayServer:
                         venue.note_error(f"instrument_for({symbol})", exc)
             venue.session = frames
             venue.session_trades = counts
+            venue.session_wire = [wire.encode([rec.frame]) for rec in frames]
 
     async def _play(self, conn: _Conn) -> None:
-        """The connector's recording to one client, paced by recorded gaps / ``speed``."""
+        """The connector's recording to one client, paced by recorded gaps / ``speed``.
+
+        Frames were put in wire form at load time; every frame due is sent in one write (up to
+        ``PLAYBACK_CHUNK``), so playback costs little more than the socket writes themselves."""
         assert self._running is not None
         loop = asyncio.get_running_loop()
         venue = conn.venue
-        frames, counts = venue.session, venue.session_trades
+        frames, counts, encoded = venue.session, venue.session_trades, venue.session_wire
+        offsets = [(rec.recv_ns - frames[0].recv_ns) / 1e9 for rec in frames]
         while True:
             start = loop.time()
-            first_ns = frames[0].recv_ns
-            for i, rec in enumerate(frames):
+            i = 0
+            while i < len(frames):
                 if not self._running.is_set():
                     paused = loop.time()
                     await self._running.wait()
                     start += loop.time() - paused
                 speed = self.config.speed
+                end = min(i + PLAYBACK_CHUNK, len(frames))
                 if speed > 0:
-                    delay = start + (rec.recv_ns - first_ns) / 1e9 / speed - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                elif i % 64 == 63:
-                    await asyncio.sleep(0)
+                    elapsed = (loop.time() - start) * speed
+                    if offsets[i] > elapsed:
+                        # Wake at most every PLAYBACK_TICK: a wake-up per frame would cost more than the frames.
+                        await asyncio.sleep(max(PLAYBACK_TICK, (offsets[i] - elapsed) / speed))
+                        continue
+                    end = bisect.bisect_right(offsets, elapsed, i, end)
                 while conn.transport.get_write_buffer_size() > PLAYBACK_BUFFER and not conn.closing:
                     await asyncio.sleep(0.005)
                 if conn.closing:
                     return
-                self._send(conn, [rec.frame], counts[i], loop.time())
+                self._send_wire(conn, b"".join(encoded[i:end]), end - i, sum(counts[i:end]), loop.time())
+                i = end
+                if speed <= 0:
+                    await asyncio.sleep(0)
             if not self.config.loop:
                 return
 
     # ---- connections ------------------------------------------------------------------
     def _send(self, conn: _Conn, frames: list[Frame] | list[str], trades: int, now: float) -> bool:
         """Frames to one client now, unless it is stalled (then its trades count as lost)."""
+        return self._send_wire(conn, wire.encode(frames), len(frames), trades, now)
+
+    def _send_wire(self, conn: _Conn, data: bytes, frames: int, trades: int, now: float) -> bool:
+        """``frames`` frames already in wire form (see ``_send``)."""
         venue = conn.venue
         if conn.closing:
             return False
@@ -486,9 +504,9 @@ class ReplayServer:
             conn.trades_lost += trades
             venue.trades_lost += trades
             return False
-        conn.write(wire.encode(frames))
-        conn.frames_sent += len(frames)
-        venue.frames_sent += len(frames)
+        conn.write(data)
+        conn.frames_sent += frames
+        venue.frames_sent += frames
         conn.trades_delivered += trades
         venue.trades_delivered += trades
         return True
