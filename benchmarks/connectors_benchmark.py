@@ -56,6 +56,7 @@ def main() -> None:
         rate=args.e2e_rate,
         workers=args.workers,
         symbols=10,
+        playback=True,
         console=console,
     )
     report = json.loads(result.to_json()) | {"e2e": json.loads(e2e.to_json())}

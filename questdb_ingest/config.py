@@ -45,6 +45,7 @@ class IngestSettings:
     client_conf: str = ""
     batch_rows: int = 1000
     flush_interval: float = 1.0
+    min_linger: float = 0.2  # sender: a request waits this long for more rows once batch_rows is reached
     request_timeout_ms: int = 30_000
 
 
@@ -208,6 +209,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ingest.batch_rows", f"must be >= 1, got {i.batch_rows}")
     if not 0 < i.flush_interval <= 3600:
         raise ConfigError("ingest.flush_interval", f"must be in (0, 3600] seconds, got {i.flush_interval}")
+    if not 0 <= i.min_linger <= 3600:  # above flush_interval it has no effect: that interval sends anyway
+        raise ConfigError("ingest.min_linger", f"must be in [0, 3600] seconds, got {i.min_linger}")
     if i.request_timeout_ms < 1:
         raise ConfigError("ingest.request_timeout_ms", "must be >= 1")
     if i.client_conf and "::" not in i.client_conf:

@@ -11,6 +11,7 @@ handler would, while our pipeline hands columns to the sharded sender's worker p
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,7 @@ from ..ingest.ilp import writer_conf
 from ..models import TRADE_SYMBOL_COLUMNS, Trade, TradeBatch, now_ns
 from ..sender import ShardedSender
 from ..sender.sinks import transport_conf
+from .cpu import CpuMeter, questdb_pid
 from .insert import _drop, _finish, _wait_ready, fresh_tables
 from .machine import machine_info
 
@@ -142,14 +144,20 @@ def _interleaved(mixes: list[VenueMix]) -> list[tuple[VenueMix, FrameParser, lis
     return out
 
 
-def _run_pipeline(settings: Settings, mixes: list[VenueMix], workers: int) -> tuple[float, float, int]:
+Timed = tuple[float, float, int, dict[str, float]]
+
+
+def _run_pipeline(settings: Settings, mixes: list[VenueMix], workers: int) -> Timed:
     scoped = fresh_tables(settings, "bench_pipe_")
     table = scoped.table("trades")
     rows = sum(m.trades for m in mixes)
     work = _interleaved(mixes)
+    server = CpuMeter({"questdb": [pid for pid in [questdb_pid(settings)] if pid]})
     with ShardedSender(scoped, workers=workers) as snd:
         snd.flush(timeout=120)
         _wait_ready(snd)
+        ours = CpuMeter({"producer": [os.getpid()], "sender workers": snd.worker_pids()}).start()
+        server.start()
         started = time.perf_counter()
         recv = now_ns()
         for mix, parse, frames in work:
@@ -158,12 +166,14 @@ def _run_pipeline(settings: Settings, mixes: list[VenueMix], workers: int) -> tu
             snd.submit(out.drain(mix.proto.spec.exchange, mix.proto.spec.market_type))
         snd.flush()
         sent_at = time.perf_counter()
+        cpu = ours.stop()
     r = _finish(scoped, table, started, sent_at, rows, "pipeline")
+    cpu |= server.stop()
     _drop(settings, "bench_pipe_")
-    return r.send_s, r.visible_s, rows
+    return r.send_s, r.visible_s, rows, cpu
 
 
-def _run_baseline(settings: Settings, mixes: list[VenueMix]) -> tuple[float, float, int]:
+def _run_baseline(settings: Settings, mixes: list[VenueMix]) -> Timed:
     scoped = fresh_tables(settings, "bench_base_")
     table = scoped.table("trades")
     rows = sum(m.trades for m in mixes)
@@ -171,6 +181,8 @@ def _run_baseline(settings: Settings, mixes: list[VenueMix]) -> tuple[float, flo
     conf = writer_conf(transport_conf(settings, "http")).replace("auto_flush=off;", "")
     conf += f"auto_flush_rows={settings.ingest.batch_rows};auto_flush_interval=off;"
     symbols = list(TRADE_SYMBOL_COLUMNS)
+    meter = CpuMeter({"producer": [os.getpid()], "questdb": [pid for pid in [questdb_pid(settings)] if pid]})
+    meter.start()
     started = time.perf_counter()
     with questdb.Sender.from_conf(conf) as sender:
         recv = now_ns()
@@ -182,8 +194,9 @@ def _run_baseline(settings: Settings, mixes: list[VenueMix]) -> tuple[float, flo
         sender.flush()
     sent_at = time.perf_counter()
     r = _finish(scoped, table, started, sent_at, rows, "baseline")
+    cpu = meter.stop()
     _drop(settings, "bench_base_")
-    return r.send_s, r.visible_s, rows
+    return r.send_s, r.visible_s, rows, cpu
 
 
 @dataclass
@@ -203,12 +216,17 @@ def bench_pipeline(settings: Settings, mixes: list[VenueMix], *, workers: int, r
         order = ["pipeline", "baseline"] if i % 2 == 0 else ["baseline", "pipeline"]
         for contender in order:
             if contender == "pipeline":
-                send_s, visible_s, rows = _run_pipeline(settings, mixes, workers)
+                send_s, visible_s, rows, cpu = _run_pipeline(settings, mixes, workers)
             else:
-                send_s, visible_s, rows = _run_baseline(settings, mixes)
-            result.rounds.append(
-                {"contender": contender, "send_s": send_s, "visible_s": visible_s, "rows_per_s": rows / visible_s}
-            )
+                send_s, visible_s, rows, cpu = _run_baseline(settings, mixes)
+            entry: dict[str, float | str] = {
+                "contender": contender,
+                "send_s": send_s,
+                "visible_s": visible_s,
+                "rows_per_s": rows / visible_s,
+            }
+            entry |= {f"cpu_s {role}": seconds for role, seconds in cpu.items()}
+            result.rounds.append(entry)
     return result
 
 
@@ -253,8 +271,8 @@ def print_parse(rows: list[ParseRow], console: Console) -> None:
 
 def print_pipeline(result: PipelineResult, console: Console) -> None:
     table = Table(title=f"pipeline: {result.trades:,} trades of in-memory frames → QuestDB (visible), median")
-    for col in ("contender", "rounds", "rows/s", "vs baseline"):
-        table.add_column(col, justify="left" if col == "contender" else "right")
+    for col in ("contender", "rounds", "rows/s", "vs baseline", "CPU s (last round)"):
+        table.add_column(col, justify="left" if col in ("contender", "CPU s (last round)") else "right")
     base = result.median("baseline")
     for contender, label in (
         ("pipeline", f"parsers → router → sender x{result.workers}"),
@@ -262,7 +280,9 @@ def print_pipeline(result: PipelineResult, console: Console) -> None:
     ):
         med = result.median(contender)
         n = sum(1 for r in result.rounds if r["contender"] == contender)
-        table.add_row(label, str(n), f"{med:,.0f}", f"{med / base:.2f}x" if base else "-")
+        last = [r for r in result.rounds if r["contender"] == contender][-1]
+        cpu = ", ".join(f"{k.removeprefix('cpu_s ')} {float(v):.2f}" for k, v in last.items() if k.startswith("cpu_s"))
+        table.add_row(label, str(n), f"{med:,.0f}", f"{med / base:.2f}x" if base else "-", cpu)
     console.print(table)
 
 
@@ -303,6 +323,7 @@ class E2EResult:
     gaps: int
     slow_drops: int
     peak_rss_mib: float
+    cpu_s: dict[str, float] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -365,7 +386,16 @@ def bench_e2e(
         mixes = build_mix(connectors, max(1, trades // len(connectors)), symbols=symbols)
         trades = write_session(Path(tmp) / "session", mixes, rate)
         # The same instruments as the frames: the server counts each frame's trades with them.
-        args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--session", f"{tmp}/session", "--speed", "1"]
+        args = [
+            "--connectors",
+            ",".join(names),
+            "--symbols",
+            str(symbols),
+            "--session",
+            f"{tmp}/session",
+            "--speed",
+            "1",
+        ]
     else:
         args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--rate", str(rate)]
         args += ["--burst-seconds", "0", "--max-trades", str(trades)]
@@ -384,6 +414,10 @@ def bench_e2e(
         with ShardedSender(run_settings, workers=workers) as snd:
             _wait_ready(snd)
             rss = RssProbe(snd).start()
+            assert replay.proc is not None
+            roles = {"connectors + router": [os.getpid()], "sender workers": snd.worker_pids()}
+            roles |= {"replay server": [replay.proc.pid], "questdb": [p for p in [questdb_pid(settings)] if p]}
+            meter = CpuMeter(roles)
 
             async def drive() -> tuple[Pipeline, dict[str, Any], float]:
                 from ..connectors.pipeline import MemoryEvents
@@ -394,6 +428,7 @@ def bench_e2e(
                     pipeline.start()
                     await pipeline.wait_ready(60)
                     await asyncio.sleep(2.0)  # sockets open and subscribed
+                    meter.start()
                     await ctl.resume()
                     started = time.perf_counter()
                     while True:
@@ -413,6 +448,7 @@ def bench_e2e(
             generated_s = [0.0]
             pipeline, stats, started = asyncio.run(drive())
             snd.flush(timeout=300)
+            cpu = meter.stop()
             with connect(run_settings) as conn:
                 deadline = time.monotonic() + 300
                 while True:
@@ -444,6 +480,7 @@ def bench_e2e(
         gaps=sum(f.stats.gaps for f in pipeline.feeds),
         slow_drops=sum(int(v["slow_drops"]) for v in stats["connectors"].values()),
         peak_rss_mib=peak / 2**20,
+        cpu_s=cpu,
         machine=machine_info("http"),
     )
     print_e2e(result, console)
@@ -462,3 +499,8 @@ def print_e2e(r: E2EResult, console: Console) -> None:
     )  # fmt: skip
     table.add_row(*values)
     console.print(table)
+    if r.cpu_s:
+        split = ", ".join(f"{role} {seconds:.2f}" for role, seconds in r.cpu_s.items())
+        console.print(
+            f"CPU seconds from resume to all confirmed: {split} (of {2 * r.seconds_to_visible:.1f} on 2 cores)"
+        )

@@ -106,6 +106,7 @@ class ShardedSender:
             table=self.table,
             batch_rows=settings.ingest.batch_rows,
             flush_interval=settings.ingest.flush_interval,
+            min_linger=settings.ingest.min_linger,
             spool_dir=se.spool_dir,
             spool_max_bytes=se.spool_max_bytes,
             spool_segment_bytes=se.spool_segment_bytes,

@@ -1,6 +1,7 @@
 """One sender worker process: batches from the router → QuestDB, or → the spool when it is down.
 
-States: ``normal`` sends batches as they come (a request per ``batch_rows`` rows or per
+States: ``normal`` sends batches as they come (a request per ``batch_rows`` rows — once the
+oldest has waited ``min_linger``, so a fast stream makes fewer, bigger requests — or per
 ``flush_interval``); after ``spool_after`` seconds of failed sends every unconfirmed batch goes
 to the shard's spool and the worker is ``spooling``: new batches are appended behind them and the
 oldest segment is replayed with backoff until the spool is empty, then back to ``normal``. So the
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # Keep one request well under the client's buffer limit.
 MAX_REQUEST_BYTES = 64 << 20
+MAX_REQUEST_ROWS = 100_000
 INBOX_BATCHES = 8
 # Replay sends a spool segment in requests of about this many rows.
 REPLAY_CHUNK_ROWS = 200_000
@@ -60,6 +62,7 @@ class WorkerConfig:
     spool_after: float
     retry_initial: float
     retry_max: float
+    min_linger: float = 0.0
     log_level: int = logging.WARNING
 
 
@@ -187,7 +190,10 @@ class Worker:
     def _wait_time(self, now: float) -> float:
         deadlines = [self._last_stats + STATS_INTERVAL]
         if self.pending and self.state == "normal":
-            deadlines.append(max(self._first_pending + self.config.flush_interval, self._next_attempt))
+            due = self.config.flush_interval
+            if self.sink.rows >= self.config.batch_rows:
+                due = min(due, self.config.min_linger)
+            deadlines.append(max(self._first_pending + due, self._next_attempt))
         if self.state == "spooling":
             deadlines.append(self._next_attempt)
         if self._draining:
@@ -230,12 +236,16 @@ class Worker:
             return
         if now < self._next_attempt:
             return
+        age = now - self._first_pending
         due = (
             self._draining
             or self._flush_requested
-            or self.sink.rows >= self.config.batch_rows
+            # batch_rows is reached: send, unless rows arrive so fast that waiting min_linger makes one
+            # bigger request (QuestDB's cost is largely per request: half the CPU per row at 20k rows)
+            or (self.sink.rows >= self.config.batch_rows and age >= self.config.min_linger)
+            or self.sink.rows >= MAX_REQUEST_ROWS
             or self.sink.nbytes >= MAX_REQUEST_BYTES
-            or now - self._first_pending >= self.config.flush_interval
+            or age >= self.config.flush_interval
         )
         if not due:
             return
