@@ -139,3 +139,31 @@ def test_questdb_answers_a_window_the_buffer_does_not_hold(qdb: QuestDB, tmp_pat
     data = asyncio.run(manager.get_listing_data("XYZ", int(old.ts_ns[2]), before=10, after=10))
     manager.close()
     assert data.source == "questdb" and data.counts() == {"gate_futures": 5}
+
+
+def test_compare_summary_reports_agreement_over_time(qdb: QuestDB, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from questdb_ingest.cli import main
+    from questdb_ingest.store.compare import agreement
+
+    settings = fresh_settings(qdb, tmp_path)
+    start = now_ns() - 60 * NS
+    clean = venue_trades("okx", "spot", 10, start_ns=start)
+    write_visible(settings, clean)
+    manager = manager_for(settings, compare=True)
+    manager.ring.append(TradeBatch.concat([clean, venue_trades("bybit", "spot", 4, start_ns=start)]))
+    asyncio.run(manager.get_listing_data("XYZ", start + 123 + 5 * NS, before=5, after=5))
+    manager.close()
+    with connect(settings) as conn:
+        queries.wait_visible(conn, settings.table("shadow_compare"))
+        [bucket] = agreement(conn, settings, since_ns=start - 3600 * NS, bucket="1d")
+    # Two venue windows compared; bybit's trades never reached QuestDB.
+    assert (bucket.compared, bucket.with_differences, bucket.missing, bucket.rows_a, bucket.rows_b) == (2, 1, 4, 14, 10)
+    assert bucket.agreement == 0.5
+    env = {"PUMPWATCH_SCHEMA_TABLE_PREFIX": settings.schema.table_prefix}
+    result = CliRunner().invoke(main, ["compare", "summary", "--since", "2h", "--bucket", "1d", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert '"with_differences": 1' in result.output and '"agreement": 0.5' in result.output
+    bad = CliRunner().invoke(main, ["compare", "summary", "--bucket", "1 hour"], env=env)
+    assert bad.exit_code == 2 and "--bucket" in bad.output

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,24 @@ def test_websocket_transport_delivers_exactly_or_is_refused_up_front(qdb: QuestD
             sender.submit(market.batch(10_000))
     assert sender.metrics().books.confirmed == 100_000
     assert count_distinct(settings) == (100_000, 100_000)
+
+
+def test_min_linger_turns_a_fast_stream_into_fewer_bigger_requests(qdb: QuestDB, tmp_path: Path) -> None:
+    """Past ``batch_rows`` a request waits ``min_linger`` for more rows: same rows, far fewer requests."""
+    market = SyntheticMarket(symbols=50, seed=3)
+    flushes = {}
+    for linger in (0.0, 0.4):
+        base = replace(qdb.settings, ingest=replace(qdb.settings.ingest, batch_rows=1000, min_linger=linger))
+        settings = sender_settings(base, qdb.new_prefix(), tmp_path / f"spool{linger}")
+        with ShardedSender(settings, workers=1) as sender:
+            wait_ready(sender)
+            started = time.monotonic()
+            for i in range(40):  # 5,000 rows every 25 ms: 200,000 rows/s for one second
+                sender.submit(market.batch(5000))
+                time.sleep(max(0.0, started + (i + 1) * 0.025 - time.monotonic()))
+            sender.flush(timeout=60)
+            metrics = sender.metrics()
+        assert metrics.books.confirmed == 200_000
+        assert count_distinct(settings) == (200_000, 200_000)
+        flushes[linger] = metrics.per_worker[0].flushes
+    assert flushes[0.4] * 3 < flushes[0.0], flushes
