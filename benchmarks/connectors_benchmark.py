@@ -32,7 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trades", type=int, default=1_400_000, help="frame mix for parse + pipeline")
     parser.add_argument("--e2e-trades", type=int, default=1_000_000)
-    parser.add_argument("--e2e-rate", type=float, default=150_000.0)
+    parser.add_argument(
+        "--e2e-rate", type=float, default=300_000.0, help="offered rate: above the target, to measure capacity"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", default="benchmarks/results/connectors.json")

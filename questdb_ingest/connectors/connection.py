@@ -18,10 +18,8 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Protocol
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
 from .core import Frame, Instrument, RestClient, VenueProtocol
+from .ws import WsClient, WsClosedError, describe
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ class Connection:
         self.rotations = 0
         self.last_rx_ns = 0
         self.last_error = ""
-        self._ws: ClientConnection | None = None
+        self._ws: WsClient | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -129,7 +127,7 @@ class Connection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure to connect is retried; the reason is reported
-                self.last_error = _describe(exc)
+                self.last_error = describe(exc)
                 self.listener.connect_failed(self, self.last_error)
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
@@ -148,16 +146,9 @@ class Connection:
             self.listener.disconnected(self, reason, self.last_rx_ns, time.time_ns())
             await asyncio.sleep(self.backoff.next_delay())
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> WsClient:
         url = await self.proto.connect_url(self.rest)
-        ws = await connect(
-            url,
-            ping_interval=None,  # heartbeats are ours, per venue
-            open_timeout=15,
-            close_timeout=2,
-            max_size=MAX_FRAME_BYTES,
-            max_queue=4096,
-        )
+        ws = await WsClient.open(url, timeout=15, max_frame_bytes=MAX_FRAME_BYTES)
         self.last_rx_ns = time.time_ns()
         try:
             await self._subscribe(ws, list(self.instruments))
@@ -167,7 +158,7 @@ class Connection:
         self._ws = ws
         return ws
 
-    async def _subscribe(self, ws: ClientConnection, instruments: list[Instrument]) -> None:
+    async def _subscribe(self, ws: WsClient, instruments: list[Instrument]) -> None:
         if not instruments:
             return
         for n, message in enumerate(self.proto.subscribe_messages(instruments)):
@@ -175,7 +166,7 @@ class Connection:
                 await asyncio.sleep(self.proto.spec.subscribe_pause)
             await ws.send(message)
 
-    async def _serve_with_rotation(self, ws: ClientConnection) -> str:
+    async def _serve_with_rotation(self, ws: WsClient) -> str:
         current = ws
         serve: asyncio.Task[str] = asyncio.create_task(self._serve(current))
         wait_for = self.rotate_after
@@ -189,7 +180,7 @@ class Connection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the old socket and try again a little later
-                log.warning("%s rotation failed: %s", self.scope, _describe(exc))
+                log.warning("%s rotation failed: %s", self.scope, describe(exc))
                 wait_for = min(60.0, self.rotate_after or 60.0)
                 continue
             self.rotations += 1
@@ -199,7 +190,7 @@ class Connection:
             serve = asyncio.create_task(self._serve(current))
             wait_for = self.rotate_after
 
-    async def _serve(self, ws: ClientConnection) -> str:
+    async def _serve(self, ws: WsClient) -> str:
         tasks = {
             asyncio.create_task(self._read(ws)),
             asyncio.create_task(self._heartbeat(ws)),
@@ -212,22 +203,23 @@ class Connection:
                 task.cancel()
         task = done.pop()
         exc = task.exception()
-        return _describe(exc) if exc is not None else str(task.result())
+        return describe(exc) if exc is not None else str(task.result())
 
-    async def _read(self, ws: ClientConnection) -> str:
+    async def _read(self, ws: WsClient) -> str:
         listener = self.listener
         try:
-            async for frame in ws:
+            while True:
+                batch = await ws.frames()
                 now = time.time_ns()
                 self.last_rx_ns = now
-                self.frames += 1
-                if listener.frame(self, frame, now):
-                    await listener.drain()
-        except ConnectionClosed as exc:
-            return f"connection closed ({_close_text(exc)})"
-        return "connection closed by the venue"
+                self.frames += len(batch)
+                for frame in batch:
+                    if listener.frame(self, frame, now):
+                        await listener.drain()
+        except WsClosedError as exc:
+            return describe(exc)
 
-    async def _heartbeat(self, ws: ClientConnection) -> str:
+    async def _heartbeat(self, ws: WsClient) -> str:
         spec = self.proto.spec
         while True:
             await asyncio.sleep(spec.ping_interval)
@@ -251,7 +243,7 @@ class Connection:
                 return f"watchdog: nothing received for {silent:.1f} s (limit {timeout:.0f} s)"
 
 
-async def _retire(ws: ClientConnection, serve: asyncio.Task[str]) -> None:
+async def _retire(ws: WsClient, serve: asyncio.Task[str]) -> None:
     """Let a rotated-out socket overlap the new one briefly, then close it cleanly."""
     await asyncio.sleep(ROTATION_OVERLAP)
     await _close(ws)
@@ -259,22 +251,8 @@ async def _retire(ws: ClientConnection, serve: asyncio.Task[str]) -> None:
         await asyncio.wait_for(serve, timeout=5)
 
 
-async def _close(ws: ClientConnection) -> None:
+async def _close(ws: WsClient) -> None:
     try:
-        await asyncio.wait_for(ws.close(), timeout=2)
-    except (TimeoutError, OSError, ConnectionClosed):
-        ws.transport.abort()
-
-
-def _close_text(exc: ConnectionClosed) -> str:
-    if exc.rcvd is not None:
-        return f"code {exc.rcvd.code} {exc.rcvd.reason}".strip()
-    return "no close frame: connection lost"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionClosed):
-        return f"connection closed ({_close_text(exc)})"
-    if isinstance(exc, InvalidHandshake | InvalidURI):
-        return f"handshake failed: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+        await ws.close(timeout=2)
+    except (OSError, WsClosedError):
+        ws.abort()
