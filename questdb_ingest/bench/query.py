@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from ..connectors.synthetic import symbol_universe
 from ..hybrid.compare import diff_windows
 from ..hybrid.reader import QuestDBReader
 from ..hybrid.ring import RingBuffer
+from ..load import rss_bytes
 from ..models import NO_SEQUENCE, TradeBatch, now_ns
 from ..sender import ShardedSender
 from ..store import queries
@@ -94,9 +96,7 @@ def _batch(
 
 
 def _rss_mib() -> float:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        line = next(line for line in f if line.startswith("VmRSS"))
-    return int(line.split()[1]) / 1024
+    return rss_bytes(os.getpid()) / 2**20
 
 
 def run_query_bench(

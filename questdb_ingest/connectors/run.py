@@ -14,6 +14,7 @@ from ..load import LoadPattern
 from .feed import EventSink, FrameTap, TradeSink
 from .pipeline import Pipeline
 from .registry import Connector
+from .replay.pacing import Pacer
 from .synthetic import SyntheticMarket
 
 Tick = Callable[[Pipeline, float], None]
@@ -93,17 +94,16 @@ async def run_synthetic(
     market = SyntheticMarket(symbols=symbols)
     run = SyntheticRun()
     started = time.monotonic()
-    carry = 0.0
+    pacer = Pacer(pattern, started)
     last_view = 0.0
     with stop_on_signals(stop):
         while not stop.is_set():
-            run.elapsed = time.monotonic() - started
+            now_mono = time.monotonic()
+            run.elapsed = now_mono - started
             if duration is not None and run.elapsed >= duration:
                 break
             run.rate_now = pattern.rate_at(run.elapsed)
-            wanted = run.rate_now * tick + carry
-            rows = int(wanted)
-            carry = wanted - rows
+            rows = pacer.due(now_mono)
             if rows:
                 now = time.time_ns()
                 await sink.submit(market.batch(rows, start_ns=now - rows - 1000, span_ns=rows + 1000))

@@ -7,6 +7,7 @@ The fractional remainder carries over, so low rates with 10 ms ticks still avera
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 # A late tick makes up at most this much time: short hiccups keep the exact rate, an overloaded
 # server sheds load (generated/s falls below the target) instead of building huge ticks.
@@ -27,10 +28,15 @@ class RateSchedule:
         return self.rate
 
 
+class Schedule(Protocol):
+    def rate_at(self, elapsed: float) -> float:
+        """Trades/s at ``elapsed`` seconds after the start."""
+
+
 class Pacer:
     """Turns a schedule into whole trades per call of ``due``."""
 
-    def __init__(self, schedule: RateSchedule, now: float) -> None:
+    def __init__(self, schedule: Schedule, now: float) -> None:
         self.schedule = schedule
         self._start = now
         self._last = now
