@@ -17,25 +17,38 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .cli_support import ErrorGroup, console
-from .config import Settings, load_settings
+from .cli_support import ErrorGroup, cli_settings, console
+from .config import Settings
 from .errors import PumpwatchError
 from .resources import questdb_pin
 
 
 def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
-    """Settings from the global --config plus this command's flags (``None`` flags are ignored)."""
-    return load_settings(ctx.obj.get("config"), overrides=sections)
+    """Settings from the global --config/--state-dir plus this command's flags (``None`` flags are ignored)."""
+    return cli_settings(ctx, **sections)
 
 
 @click.group(cls=ErrorGroup)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default: $PUMPWATCH_CONFIG, ./pumpwatch.toml, ~/.config/pumpwatch/pumpwatch.toml, "
+    "/etc/pumpwatch/pumpwatch.toml — the first that exists).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Root of every file pumpwatch keeps (QuestDB data, spool, dead letters, rollout state, exports); "
+    "default $PUMPWATCH_STATE_DIR, [state] dir, or ~/.local/share/pumpwatch.",
+)
 @click.version_option(__version__, prog_name="pumpwatch")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, state_dir: str | None) -> None:
     """Capture every public crypto trade into QuestDB, losslessly."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
+    ctx.obj["state_dir"] = state_dir
 
 
 # --------------------------------------------------------------------------- questdb
@@ -124,17 +137,28 @@ def db() -> None:
 
 @db.command("migrate")
 @_schema_options
+@click.option(
+    "--allow-ttl-decrease",
+    is_flag=True,
+    help="Apply a schema.ttl_days lower than a table's TTL (QuestDB then drops the older partitions listed).",
+)
 @click.pass_context
-def db_migrate(ctx: click.Context, /, **flags: Any) -> None:
-    """Apply pending migrations (idempotent; refuses edited applied ones)."""
+def db_migrate(ctx: click.Context, /, allow_ttl_decrease: bool, **flags: Any) -> None:
+    """Apply pending migrations and set table TTLs to schema.ttl_days (idempotent; refuses edited
+    applied migrations, and a TTL decrease unless --allow-ttl-decrease, printing what it would drop)."""
     from .store.migrations import migrate
     from .store.pg import connect
 
     settings = _settings(ctx, schema=flags)
     with connect(settings) as conn:
-        report = migrate(conn, settings, on_apply=lambda m: console.print(f"applying {m.path.name} ..."))
-    for table in report.ttl_changed:
-        console.print(f"TTL of {table} set to {settings.schema.ttl_days} days")
+        report = migrate(
+            conn,
+            settings,
+            on_apply=lambda m: console.print(f"applying {m.path.name} ..."),
+            allow_ttl_decrease=allow_ttl_decrease,
+        )
+    for change in report.ttl_changed:
+        console.print(f"TTL changed: {change.describe()}")
     console.print(f"[green]schema up to date[/]: {len(report.applied)} applied, {len(report.already)} already applied")
 
 
@@ -143,12 +167,13 @@ def db_migrate(ctx: click.Context, /, **flags: Any) -> None:
 @click.pass_context
 def db_status(ctx: click.Context, /, **flags: Any) -> None:
     """List migrations and whether each is applied."""
-    from .store.migrations import applied_versions, discover, schema_dir
+    from .store.migrations import applied_versions, discover, schema_dir, ttl_changes
     from .store.pg import connect
 
     settings = _settings(ctx, schema=flags)
     with connect(settings) as conn:
-        done = applied_versions(conn, settings)
+        done = applied_versions(conn, settings, create=False)
+        ttl = ttl_changes(conn, settings)
     table = Table("version", "name", "state")
     for mig in discover(schema_dir(settings)):
         if mig.version not in done:
@@ -159,6 +184,8 @@ def db_status(ctx: click.Context, /, **flags: Any) -> None:
             state = "[red]EDITED after apply[/]"
         table.add_row(f"{mig.version:03d}", mig.name, state)
     console.print(table)
+    for change in ttl:
+        console.print(f"[yellow]TTL differs from schema.ttl_days[/]: {change.describe()} (applied by db migrate)")
 
 
 # --------------------------------------------------------------------------- demo
@@ -350,6 +377,12 @@ def _connector_settings(ctx: click.Context, names: str | None, base_url: str | N
 @click.option(
     "--rollout-config", type=click.Path(dir_okay=False), help="Rollout YAML (default: hybrid.rollout_config)."
 )
+@click.option(
+    "--migrate",
+    "apply_migrations",
+    is_flag=True,
+    help="Apply pending schema migrations (never a TTL change). Without it, run refuses an out-of-date schema.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write final per-connector stats here.")
 @click.pass_context
 def run(
@@ -365,154 +398,128 @@ def run(
     hybrid_mode: bool,
     compare: bool,
     rollout_config: str | None,
+    apply_migrations: bool,
     json_path: str | None,
 ) -> None:  # fmt: skip
     """Capture trades: connectors → sharded sender → QuestDB, with health and gap rows and a live view.
 
+    QuestDB need not be up: trades are spooled until it answers, and the schema is checked then
+    (run never changes the schema; --migrate applies pending migrations). If the sender fails, intake
+    stops at once and the exit code is 4 with the count of trades received but not stored.
     With --hybrid-mode every trade also goes to the ring buffer, new Upbit KRW listings are detected
     and their ±20 s window collected, exported and recorded, and QuestDB's health is checked for
     automatic rollback. SIGINT/SIGTERM close the sockets, hand every parsed trade to the sender and
-    drain it; exit 0."""
+    drain it within sender.drain_timeout (a second signal stops at once); exit 0."""
     import asyncio
-    import contextlib
     import json
+    import signal
+    import threading
 
     from rich.console import Group
     from rich.live import Live
 
-    from .connectors.pipeline import SenderSink, WriterEvents
-    from .connectors.registry import select
-    from .connectors.replay_process import ReplayProcess
-    from .connectors.run import run_feeds
+    from .app import Capture, CaptureOptions
     from .connectors.view import RateMeter, feeds_table
-    from .sender import ShardedSender
+    from .errors import DataLossError
     from .sender.view import books_line, worker_table
-    from .store.migrations import migrate
-    from .store.pg import connect
 
     if compare and not hybrid_mode:
         raise click.UsageError("--compare needs --hybrid-mode")
     if rollout_config and not hybrid_mode:
         raise click.UsageError("--rollout-config needs --hybrid-mode")
-    runtime: Any = None
-    replay: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if source == "replay" and not replay_url:
-        replay = ReplayProcess(
-            ["--symbols", str(replay_symbols), "--rate", str(rate), "--burst-rate", str(burst_rate)]
-            + (["--connectors", names] if names else [])
-        )
-    with replay as server:
-        base_url = replay_url or (server.base_url if server is not None else None)
-        settings = _connector_settings(ctx, names, base_url)
-        chosen = select(settings.connectors.enabled)
-        if hybrid_mode:
-            from .hybrid.rollout import Rollout
+    if replay_url:
+        source = "replay"
+    settings = _connector_settings(ctx, names, None)
+    print_paths(settings)
+    options = CaptureOptions(
+        source=source, replay_url=replay_url, replay_symbols=replay_symbols, rate=rate, burst_rate=burst_rate,
+        workers=workers or None, hybrid=hybrid_mode, compare=compare, rollout_config=rollout_config,
+        migrate=apply_migrations,
+    )  # fmt: skip
+    meter = RateMeter()
 
-            Rollout.from_settings(settings, rollout_config)  # an invalid rollout config fails before any work
-        with connect(settings) as conn:
-            migrate(conn, settings)
-        sender = ShardedSender(settings, workers=workers or None).start()
-        events = WriterEvents(settings)
-        meter = RateMeter()
+    def view(c: Capture, head: str) -> Any:
+        parts: list[Any] = []
+        if c.pipeline is not None:
+            meter.sample(c.pipeline)
+            parts.append(feeds_table(c.pipeline, head, meter.rates))
+        elif c.synthetic is not None:
+            run = c.synthetic
+            parts.append(Text(f"{head}: {run.trades:,} trades, {run.rate_now:,.0f} trades/s now"))
+        assert c.sender is not None
+        parts.append(books_line(c.sender.metrics()))
+        parts += [Text(f"ALARM {alarm}", style="bold red") for alarm in c.alarms()]
+        if c.runtime is not None:
+            from .hybrid.view import hybrid_table
+
+            parts.append(hybrid_table(c.runtime))
+        return Group(*parts)
+
+    with Capture(settings, options) as capture:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
 
-            def show(head: Any) -> None:
-                parts: list[Any] = [head, books_line(sender.metrics())]
-                if runtime is not None:
-                    from .hybrid.view import hybrid_table
-
-                    parts.append(hybrid_table(runtime))
-                live.update(Group(*parts))
-
-            def refresh(pipeline: Any, elapsed: float) -> None:
-                meter.sample(pipeline)
-                show(feeds_table(pipeline, f"connectors — {elapsed:,.0f}s ({source})", meter.rates))
-
-            def refresh_synthetic(run: Any) -> None:
-                show(Text(f"synthetic — {run.elapsed:,.0f}s: {run.trades:,} trades, {run.rate_now:,.0f} trades/s now"))
+            def refresh(c: Capture) -> None:
+                live.update(view(c, f"{source} — {time.monotonic() - c.started:,.0f}s"))
 
             try:
-                if hybrid_mode:
-                    from .hybrid.runtime import HybridRuntime, run_hybrid
-
-                    runtime = HybridRuntime.build(
-                        settings,
-                        sender,
-                        compare=compare,
-                        rollout_config=rollout_config,
-                        detect_listings=source != "synthetic",
-                    )
-                if source == "synthetic":
-                    synthetic = asyncio.run(
-                        _synthetic(runtime, SenderSink(sender), rate, burst_rate, seconds, refresh_synthetic)
-                    )
-                elif runtime is not None:
-                    pipeline = asyncio.run(
-                        run_hybrid(settings, chosen, runtime, events=events, duration=seconds, on_tick=refresh)
-                    )
-                else:
-                    pipeline = asyncio.run(
-                        run_feeds(
-                            settings, chosen, sink=SenderSink(sender), events=events, duration=seconds, on_tick=refresh
-                        )
-                    )
+                asyncio.run(capture.run(seconds, on_tick=refresh))
             finally:
-                live.update(Text("draining: every parsed trade to QuestDB or the spool…"))
-                metrics = sender.close()
-                events.close()
-                if runtime is not None:
-                    runtime.close()
-    if source == "synthetic":
-        console.print(f"synthetic: {synthetic.trades:,} trades in {synthetic.elapsed:,.1f}s")
-    else:
-        console.print(feeds_table(pipeline, "connectors (final)"))
-    console.print(worker_table(metrics))
-    console.print(books_line(metrics))
-    report: dict[str, Any] = {}
-    if runtime is not None:
-        from .hybrid.view import hybrid_table
-
-        console.print(hybrid_table(runtime))
-        report["hybrid"] = _hybrid_report(runtime)
-    if source == "synthetic":
-        report["synthetic"] = {"trades": synthetic.trades, "elapsed_s": synthetic.elapsed}
-    if json_path and source != "synthetic":
-        report["feeds"] = {
-            f.name: {
-                "status": f.status,
-                "instruments": len(f.instruments),
-                "connections": len(f.connections),
-                "messages": f.stats.messages,
-                "trades": f.stats.trades,
-                "dead_letters": f.stats.dead_letters,
-                "gaps": f.stats.gaps,
-                "backfilled": f.stats.backfilled,
-            }
-            for f in pipeline.feeds
-        }
+                live.update(Text("draining: every parsed trade to QuestDB or the spool… (signal again to stop now)"))
+                abort = threading.Event()
+                handlers = {sig: signal.signal(sig, lambda *_: abort.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    outcome = capture.stop(abort=abort)
+                finally:
+                    for sig, handler in handlers.items():
+                        signal.signal(sig, handler)
+        console.print(view(capture, f"{source} (final)"))
+        console.print(worker_table(outcome.metrics))
+    console.print(outcome.describe())
     if json_path:
-        report["sender"] = metrics.to_dict()
+        report: dict[str, Any] = {
+            "outcome": {
+                "received": outcome.received, "unsent": outcome.unsent, "unstored": outcome.unstored,
+                "lost": outcome.lost, "failure": outcome.failure, "unstored_by_exchange": outcome.unstored_by_exchange,
+            },
+            "paths": settings.paths(),
+            "sender": outcome.metrics.to_dict(),
+        }  # fmt: skip
+        if capture.runtime is not None:
+            report["hybrid"] = _hybrid_report(capture.runtime)
+        if capture.synthetic is not None:
+            report["synthetic"] = {"trades": capture.synthetic.trades, "elapsed_s": capture.synthetic.elapsed}
+        if capture.pipeline is not None:
+            report["feeds"] = {
+                f.name: {
+                    "status": f.status,
+                    "instruments": len(f.instruments),
+                    "connections": len(f.connections),
+                    "messages": f.stats.messages,
+                    "trades": f.stats.trades,
+                    "unsent": f.stats.unsent,
+                    "dead_letters": f.stats.dead_letters,
+                    "gaps": f.stats.gaps,
+                    "backfilled": f.stats.backfilled,
+                }
+                for f in capture.pipeline.feeds
+            }
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2, default=str))
+    if outcome.lost:
+        cause = f" — intake stopped because {outcome.failure}" if outcome.failure else ""
+        raise DataLossError(
+            f"{outcome.lost:,} trade(s) were received but not stored: {outcome.describe()}{cause}", outcome.lost
+        )
+    if outcome.failure:
+        raise PumpwatchError(f"intake stopped early: {outcome.failure}")
 
 
-async def _synthetic(
-    runtime: Any, plain: Any, rate: float, burst_rate: float, seconds: float | None, on_tick: Any
-) -> Any:
-    """``run --source synthetic``: generated trades into the hybrid sink (or the sender)."""
-    import asyncio
+def print_paths(settings: Settings) -> None:
+    """Where this run reads its config and keeps its files (stderr, so stdout stays the report)."""
+    from .cli_support import err_console
 
-    from .connectors.run import run_synthetic
-    from .load import LoadPattern
-
-    pattern = LoadPattern(base_rate=rate, burst_rate=burst_rate)
-    stop = asyncio.Event()
-    if runtime is None:
-        return await run_synthetic(plain, pattern, duration=seconds, on_tick=on_tick, stop=stop)
-    from .hybrid.runtime import running
-
-    async with running(runtime, stop):
-        return await run_synthetic(runtime.sink, pattern, duration=seconds, on_tick=on_tick, stop=stop)
+    for name, path in settings.paths().items():
+        err_console.print(f"[dim]{name:>13}:[/] {path}", highlight=False)
 
 
 def _hybrid_report(runtime: Any) -> dict[str, Any]:

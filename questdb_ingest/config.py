@@ -1,7 +1,18 @@
-"""Typed settings: defaults, then a TOML file, then PUMPWATCH_* environment variables.
+"""Typed settings: defaults, then a TOML file, then PUMPWATCH_* environment variables, then flags.
 
 Unknown keys and out-of-range values fail at start-up with a ``ConfigError`` naming the key,
 so a typo never silently falls back to a default.
+
+Every file the system keeps (QuestDB's data, the spool, dead letters, rollout state, exports)
+lives under one **state root**, never under the working directory: a spool written by a run
+started from one directory (or by systemd, or cron) is found by the next run wherever it starts.
+The root is ``--state-dir``, else ``$PUMPWATCH_STATE_DIR``, else ``[state] dir`` in the config
+file (relative to that file), else the per-user data directory (``$XDG_DATA_HOME/pumpwatch``,
+by default ``~/.local/share/pumpwatch``). Relative paths in the other sections are relative to it.
+
+The config file is the first of ``--config``, ``$PUMPWATCH_CONFIG``, ``./pumpwatch.toml``,
+``$XDG_CONFIG_HOME/pumpwatch/pumpwatch.toml`` (``~/.config/…``) and
+``/etc/pumpwatch/pumpwatch.toml`` that exists; the one used is kept in ``Settings.config_file``.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from .errors import ConfigError
 
 ENV_PREFIX = "PUMPWATCH_"
 DEFAULT_CONFIG_FILE = "pumpwatch.toml"
+SYSTEM_CONFIG_DIR = Path("/etc/pumpwatch")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -33,7 +45,7 @@ class QuestDBSettings:
     user: str = "admin"
     password: str = "quest"  # noqa: S105 - QuestDB's documented default
     database: str = "qdb"
-    data_dir: str = ".questdb"
+    data_dir: str = "questdb"  # under the state root unless absolute
     heap: str = ""
     start_timeout: float = 90.0
 
@@ -58,14 +70,17 @@ class SenderSettings:
 
     workers: int = 0  # 0 = one per CPU core
     max_queue_rows: int = 400_000  # per shard, unconfirmed rows held by the router
-    spool_dir: str = ".spool"
+    spool_dir: str = "spool"  # under the state root unless absolute
     spool_max_bytes: int = 8 << 30
     spool_segment_bytes: int = 64 << 20
     spool_fsync: str = "always"
-    spool_after: float = 5.0  # seconds of failed flushes before unconfirmed batches go to the spool
+    spool_after: float = 0.25  # seconds of failed flushes before unconfirmed batches go to the spool
+    spool_linger: float = 0.25  # while spooling, rows arriving within this long become one spool record
     retry_initial: float = 0.1
     retry_max: float = 5.0
     restart_backoff_max: float = 10.0
+    max_restarts: int = 5  # a worker failing this many starts in a row stops the sender (typed error)
+    drain_timeout: float = 60.0  # close()/SIGTERM: longest wait for workers to confirm or spool their rows
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,7 @@ class ConnectorSettings:
     rotate_margin: float = 600.0
     backfill_window: float = 600.0  # gaps longer than this are recorded but not back-filled
     backfill_max_instruments: int = 200
-    dead_letter_dir: str = "dead-letter/frames"
+    dead_letter_dir: str = "dead-letter/frames"  # under the state root unless absolute
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,9 @@ class HybridSettings:
     window_before: float = 20.0  # seconds of trades before the trigger
     window_after: float = 20.0  # ... and after it; collected at trigger + window_after + window_settle
     window_settle: float = 2.0  # grace for trades still in flight when the window closes
-    export_dir: str = "listings"  # Parquet + JSON of every collected window
+    export_dir: str = "listings"  # Parquet + JSON of every collected window (under the state root)
     rollout_config: str = ""  # YAML with phases and rollback thresholds ("" = built-in default)
-    rollout_state: str = ".pumpwatch/rollout.json"  # the current phase, kept across restarts
+    rollout_state: str = "rollout.json"  # the current phase, kept across restarts (under the state root)
     compare_sync_timeout: float = 15.0  # compare mode waits this long for QuestDB to hold the window
 
 
@@ -121,8 +136,15 @@ class SchemaSettings:
 
 
 @dataclass(frozen=True)
+class StateSettings:
+    """Where the system keeps its files (see the module docstring for how the root is chosen)."""
+
+    dir: str = ""  # "" = the per-user data directory; resolved to an absolute path by load_settings
+
+
+@dataclass(frozen=True)
 class Settings:
-    """All settings; build with ``load_settings`` so validation always runs."""
+    """All settings; build with ``load_settings`` so validation always runs and paths are absolute."""
 
     questdb: QuestDBSettings = field(default_factory=QuestDBSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -130,6 +152,20 @@ class Settings:
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     hybrid: HybridSettings = field(default_factory=HybridSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    config_file: str = ""  # the file these settings were read from ("" = none found)
+
+    def paths(self) -> dict[str, str]:
+        """Every file location the system uses, resolved (printed at start-up)."""
+        return {
+            "config": self.config_file or "(none found; defaults)",
+            "state": self.state.dir,
+            "questdb data": self.questdb.data_dir,
+            "spool": self.sender.spool_dir,
+            "dead letters": self.connectors.dead_letter_dir,
+            "rollout state": self.hybrid.rollout_state,
+            "exports": self.hybrid.export_dir,
+        }
 
     def client_conf(self) -> str:
         """The ILP client configuration string: QDB_CLIENT_CONF, then ingest.client_conf, then derived."""
@@ -158,7 +194,18 @@ _SECTIONS: dict[str, type[Any]] = {
     "connectors": ConnectorSettings,
     "hybrid": HybridSettings,
     "schema": SchemaSettings,
+    "state": StateSettings,
 }
+# Files the system writes: relative values live under the state root.
+_STATE_PATHS = (
+    ("questdb", "data_dir"),
+    ("sender", "spool_dir"),
+    ("connectors", "dead_letter_dir"),
+    ("hybrid", "rollout_state"),
+    ("hybrid", "export_dir"),
+)
+# Files the user points at: relative to the config file when set there, else to the working directory.
+_INPUT_PATHS = (("hybrid", "rollout_config"), ("schema", "schema_dir"), ("state", "dir"))
 
 
 def _coerce(key: str, raw: Any, target: type[Any] | str) -> Any:
@@ -237,11 +284,13 @@ def _validate_sender(se: SenderSettings) -> None:
         raise ConfigError("sender.spool_max_bytes", "must be >= sender.spool_segment_bytes")
     if se.spool_fsync not in FSYNC_POLICIES:
         raise ConfigError("sender.spool_fsync", f"must be one of {', '.join(FSYNC_POLICIES)}, got {se.spool_fsync!r}")
-    for name in ("spool_after", "retry_initial", "retry_max", "restart_backoff_max"):
+    for name in ("spool_after", "spool_linger", "retry_initial", "retry_max", "restart_backoff_max", "drain_timeout"):
         if not 0 < getattr(se, name) <= 3600:
             raise ConfigError(f"sender.{name}", f"must be in (0, 3600] seconds, got {getattr(se, name)}")
     if se.retry_max < se.retry_initial:
         raise ConfigError("sender.retry_max", "must be >= sender.retry_initial")
+    if not 1 <= se.max_restarts <= 1000:
+        raise ConfigError("sender.max_restarts", f"must be in 1..1000, got {se.max_restarts}")
 
 
 def _validate_connectors(c: ConnectorSettings) -> None:
@@ -290,40 +339,86 @@ def _validate_hybrid(h: HybridSettings) -> None:
             raise ConfigError(f"hybrid.{name}", "must not be empty")
 
 
+def user_data_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/pumpwatch``, by default ``~/.local/share/pumpwatch``."""
+    base = env.get("XDG_DATA_HOME") or str(_home(env) / ".local" / "share")
+    return Path(base) / "pumpwatch"
+
+
+def user_config_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/pumpwatch``, by default ``~/.config/pumpwatch``."""
+    base = env.get("XDG_CONFIG_HOME") or str(_home(env) / ".config")
+    return Path(base) / "pumpwatch"
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env["HOME"]) if env.get("HOME") else Path.home()
+
+
+def config_candidates(env: Mapping[str, str]) -> list[Path]:
+    """Where a config file is looked for when none is named, in order."""
+    name = DEFAULT_CONFIG_FILE
+    return [Path(name), user_config_dir(env) / name, SYSTEM_CONFIG_DIR / name]
+
+
+def find_config(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: a named one must exist; otherwise the first candidate that does."""
+    named = Path(path) if path else (Path(env["PUMPWATCH_CONFIG"]) if env.get("PUMPWATCH_CONFIG") else None)
+    if named is not None:
+        if not named.is_file():
+            raise ConfigError("config", f"file {str(named)!r} does not exist")
+        return named.resolve()
+    return next((c.resolve() for c in config_candidates(env) if c.is_file()), None)
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{file}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config", f"{file} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {file}: {exc.strerror or exc}") from None
+
+
+def _relative_to(sections: dict[str, Any], keys: tuple[tuple[str, str], ...], base: Path, only: set[str]) -> None:
+    """Make the relative ``keys`` set in this layer (``only``) absolute against ``base``."""
+    for section, key in keys:
+        value = getattr(sections[section], key)
+        if f"{section}.{key}" in only and value and not Path(value).is_absolute():
+            sections[section] = replace(sections[section], **{key: str((base / value).resolve())})
+
+
 def load_settings(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Settings:
-    """Defaults ← TOML file ← PUMPWATCH_<SECTION>_<KEY> env ← explicit overrides, validated.
-
-    ``path`` None means $PUMPWATCH_CONFIG, else ./pumpwatch.toml when it exists.
-    """
+    """Defaults ← TOML file ← PUMPWATCH_<SECTION>_<KEY> env ← explicit overrides, validated, with
+    every path made absolute (see the module docstring for the file lookup and the state root)."""
     env = os.environ if env is None else env
     sections: dict[str, Any] = {name: cls() for name, cls in _SECTIONS.items()}
 
-    file = Path(path) if path else (Path(env["PUMPWATCH_CONFIG"]) if env.get("PUMPWATCH_CONFIG") else None)
-    if file is None and Path(DEFAULT_CONFIG_FILE).is_file():
-        file = Path(DEFAULT_CONFIG_FILE)
+    file = find_config(path, env)
     if file is not None:
-        if not file.is_file():
-            raise ConfigError("config", f"file {str(file)!r} does not exist")
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("config", f"{file}: {exc}") from None
+        data = _read_toml(file)
         for section, values in data.items():
             if section not in _SECTIONS:
                 raise ConfigError(section, f"unknown section in {file}; known: {', '.join(_SECTIONS)}")
             if not isinstance(values, dict):
                 raise ConfigError(section, "expected a [table]")
             sections[section] = _apply(sections[section], section, values, str(file))
+        in_file = {f"{sec}.{key}" for sec, values in data.items() for key in values}
+        _relative_to(sections, _INPUT_PATHS, file.parent, in_file)
 
+    later: set[str] = set()
     for section in _SECTIONS:
         prefix = f"{ENV_PREFIX}{section.upper()}_"
         values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
         if values:
             sections[section] = _apply(sections[section], section, values, "environment")
+            later |= {f"{section}.{key}" for key in values}
 
     for section, values in (overrides or {}).items():
         if section not in _SECTIONS:
@@ -331,7 +426,13 @@ def load_settings(
         clean = {k: v for k, v in values.items() if v is not None}
         if clean:
             sections[section] = _apply(sections[section], section, clean, "command line")
+            later |= {f"{section}.{key}" for key in clean}
+    _relative_to(sections, _INPUT_PATHS, Path.cwd(), later)
 
-    settings = Settings(**sections)
+    root = Path(sections["state"].dir) if sections["state"].dir else user_data_dir(env)
+    sections["state"] = replace(sections["state"], dir=str(root.resolve()))
+    _relative_to(sections, _STATE_PATHS, root, {f"{sec}.{key}" for sec, key in _STATE_PATHS})
+
+    settings = Settings(**sections, config_file=str(file) if file else "")
     _validate(settings)
     return settings

@@ -2,11 +2,14 @@
 
 PumpwatchError
 ├── ConfigError                   invalid setting; names the offending key
+│   └── TtlDecreaseError          a migration would lower a table's TTL (drop partitions); needs consent
 ├── ValidationError               a trade/event field is out of bounds; names field and value
+├── DataLossError                 trades a feed received were not stored; carries the count
 ├── QuestDBServerError            the local QuestDB process (install, start, stop)
 │   └── QuestDBNotInstalledError  the pinned jar or a suitable JDK is missing
 ├── MigrationError                schema migrations
-│   └── MigrationChecksumError    an applied migration file was edited afterwards
+│   ├── MigrationChecksumError    an applied migration file was edited afterwards
+│   └── SchemaPendingError        the database lacks migrations this version needs
 ├── ConnectorError                exchange connectors
 │   ├── FrameError                a frame could not be used (malformed / unexpected); dead-lettered
 │   │   └── VenueError            the venue sent an explicit error message
@@ -20,8 +23,12 @@ PumpwatchError
             ├── SenderClosedError     a batch was submitted after close()
             ├── BackpressureTimeoutError  submit() waited longer than its timeout; the batch was not taken
             ├── TransportUnsupportedError  the server does not speak the chosen transport
+            ├── WorkerCrashLoopError  a worker failed to start sender.max_restarts times in a row
+            ├── UnstoredRowsError     close() ended with rows held only in memory; carries the count
             └── SpoolError            the durable spool
+                ├── SpoolLockedError  another process owns the spool directory
                 └── SpoolFullError    the spool reached spool_max_bytes; the record was not taken
+                    └── SpoolDiskFullError  the spool's filesystem is full (ENOSPC/EDQUOT)
 """
 
 from __future__ import annotations
@@ -37,6 +44,22 @@ class ConfigError(PumpwatchError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"config key {key!r}: {message}")
         self.key = key
+
+
+class TtlDecreaseError(ConfigError):
+    """Applying ``schema.ttl_days`` would lower a table's TTL, so QuestDB would drop older partitions."""
+
+    def __init__(self, message: str, drops: list[str]) -> None:
+        super().__init__("schema.ttl_days", message)
+        self.drops = drops
+
+
+class DataLossError(PumpwatchError):
+    """Trades were received by the feeds but neither confirmed by QuestDB nor written to the spool."""
+
+    def __init__(self, message: str, lost: int) -> None:
+        super().__init__(message)
+        self.lost = lost
 
 
 class ValidationError(PumpwatchError, ValueError):
@@ -75,6 +98,14 @@ class MigrationChecksumError(MigrationError):
         self.version = version
         self.recorded = recorded
         self.current = current
+
+
+class SchemaPendingError(MigrationError):
+    """The database is missing migrations this version writes to (``pumpwatch db migrate``)."""
+
+    def __init__(self, message: str, pending: list[str]) -> None:
+        super().__init__(message)
+        self.pending = pending
 
 
 class ConnectorError(PumpwatchError):
@@ -152,8 +183,32 @@ class TransportUnsupportedError(SenderError):
     """The QuestDB server does not accept the selected ingestion transport."""
 
 
+class WorkerCrashLoopError(SenderError):
+    """A sender worker failed ``attempts`` starts in a row; ``last_error`` is its last traceback."""
+
+    def __init__(self, shard: int, attempts: int, last_error: str) -> None:
+        tail = last_error.strip().splitlines()[-1] if last_error.strip() else "no error message"
+        super().__init__(f"sender worker {shard} failed {attempts} starts in a row; last error: {tail}")
+        self.shard = shard
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class UnstoredRowsError(SenderError):
+    """``close`` ended with ``rows`` neither confirmed by QuestDB nor written to the spool (in memory only)."""
+
+    def __init__(self, message: str, rows: int, by_exchange: dict[str, int]) -> None:
+        super().__init__(message)
+        self.rows = rows
+        self.by_exchange = by_exchange
+
+
 class SpoolError(SenderError):
     """The local durable spool could not store or read a record."""
+
+
+class SpoolLockedError(SpoolError):
+    """Another process holds the spool directory (two senders must never share one)."""
 
 
 class SpoolFullError(SpoolError):
@@ -168,3 +223,19 @@ class SpoolFullError(SpoolError):
         self.directory = directory
         self.size = size
         self.limit = limit
+
+
+class SpoolDiskFullError(SpoolFullError):
+    """The filesystem under the spool has no room (ENOSPC/EDQUOT); the record was not taken, the
+    segment was cut back to its last whole record, and the rows stay queued in memory."""
+
+    def __init__(self, directory: str, size: int, needed: int, reason: str) -> None:
+        PumpwatchError.__init__(
+            self,
+            f"the filesystem holding spool {directory} is full ({reason}); {size:,} bytes spooled, "
+            f"{needed:,} more needed; rows stay queued in memory and producers are slowed until QuestDB is "
+            "back or space is freed",
+        )
+        self.directory = directory
+        self.size = size
+        self.limit = size

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,13 @@ from questdb_ingest.store.pg import connect
 from questdb_ingest.store.queries import drop_prefixed
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite (and every process it starts) keeps its files in a state root of its own, never in
+    the user's ``~/.local/share/pumpwatch``."""
+    if "PUMPWATCH_STATE_DIR" not in os.environ:
+        os.environ["PUMPWATCH_STATE_DIR"] = tempfile.mkdtemp(prefix="pumpwatch-tests-")
 
 
 def scoped_settings(prefix: str, **overrides: dict[str, object]) -> Settings:
@@ -95,7 +103,8 @@ def private_qdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sett
         pytest.skip(str(exc))
     ports = {name: free_port() for name in ("http_port", "pg_port", "ilp_tcp_port", "health_port")}
     data_dir = str(tmp_path_factory.mktemp("private") / "qdb")
-    settings = load_settings(env={}, overrides={"questdb": {"data_dir": data_dir, **ports}})
+    state = str(tmp_path_factory.mktemp("private-state"))
+    settings = load_settings(env={}, overrides={"questdb": {"data_dir": data_dir, **ports}, "state": {"dir": state}})
     server = QuestDBProcess(settings.questdb)
     server.start()
     try:

@@ -458,7 +458,8 @@ def bench_e2e(
                         break
                     time.sleep(0.02)
                 visible_at = time.perf_counter()
-                distinct_sql = f"SELECT count(), count_distinct(concat(exchange, market_type, trade_id)) FROM {table}"
+                key = "concat(exchange, '|', market_type, '|', symbol, '|', trade_id)"
+                distinct_sql = f"SELECT count(), count_distinct({key}) FROM {table}"
                 row = conn.execute(distinct_sql).fetchone()
             rss.stop()
             peak = rss.max_bytes

@@ -97,7 +97,8 @@ def _venue_counts(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
         queries.wait_visible(conn, table, timeout=120)
         rows = conn.execute(
             sql.SQL(
-                "SELECT exchange, market_type, count(), count_distinct(trade_id) FROM {} GROUP BY exchange, market_type"
+                "SELECT exchange, market_type, count(), count_distinct(concat(symbol, '|', trade_id)) FROM {} "
+                "GROUP BY exchange, market_type"
             ).format(sql.Identifier(table))
         ).fetchall()
     landed = {f"{r[0]}_{r[1]}": int(str(r[2])) for r in rows}

@@ -146,6 +146,7 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
 
 class BinanceProtocol(VenueProtocol):
     supports_backfill = True
+    contiguous_ids = True  # spot ``t`` and futures aggregate ``a`` count up by one per symbol
 
     @property
     def futures(self) -> bool:

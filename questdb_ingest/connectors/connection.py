@@ -6,6 +6,10 @@ watches for silence (any frame or pong counts, so a quiet symbol never looks dea
 forever with exponential backoff + jitter (reset after a successful subscribe), resubscribes
 everything after each reconnect, and rotates to a fresh socket before the venue's lifetime limit
 with an overlap, so nothing is missed (DEDUP absorbs the overlap).
+
+While the reader waits for its feed to hand trades over (the sender applies backpressure), we
+are the silent side, not the venue: the watchdog and the pong timeout do not count that time,
+so backpressure never turns into a reconnect (and a gap).
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ class Connection:
         self.last_error = ""
         self._ws: WsClient | None = None
         self._stopping = False
+        self._waiting = False  # the reader waits on the feed (backpressure): silence is ours
+        self.overlap_until = 0.0  # monotonic time until which a rotation runs two sockets side by side
         self._tasks: set[asyncio.Task[object]] = set()
 
     @property
@@ -184,6 +190,7 @@ class Connection:
                 wait_for = min(60.0, self.rotate_after or 60.0)
                 continue
             self.rotations += 1
+            self.overlap_until = time.monotonic() + ROTATION_OVERLAP + 1.0
             log.info("%s rotated to a fresh connection", self.scope)
             self._spawn(_retire(current, serve))
             current = fresh
@@ -215,7 +222,12 @@ class Connection:
                 self.frames += len(batch)
                 for frame in batch:
                     if listener.frame(self, frame, now):
-                        await listener.drain()
+                        self._waiting = True
+                        try:
+                            await listener.drain()
+                        finally:
+                            self._waiting = False
+                            self.last_rx_ns = time.time_ns()
         except WsClosedError as exc:
             return describe(exc)
 
@@ -231,6 +243,8 @@ class Connection:
             try:
                 await asyncio.wait_for(waiter, timeout=spec.watchdog_timeout)
             except TimeoutError:
+                if self._waiting:
+                    continue  # we stopped reading the socket, so the pong waits unread
                 return f"heartbeat: no pong within {spec.watchdog_timeout:.0f} s"
             self.last_rx_ns = time.time_ns()
 
@@ -238,6 +252,8 @@ class Connection:
         timeout = self.proto.spec.watchdog_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
+            if self._waiting:
+                continue
             silent = (time.time_ns() - self.last_rx_ns) / 1e9
             if silent > timeout:
                 return f"watchdog: nothing received for {silent:.1f} s (limit {timeout:.0f} s)"

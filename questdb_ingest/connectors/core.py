@@ -340,6 +340,9 @@ class VenueProtocol(ABC):
     supports_backfill = False
     # True when a subscribe request replaces the connection's whole set (Upbit, Bithumb).
     replaces_subscriptions = False
+    # True when trade ids are consecutive integers per instrument (Binance ``t`` / ``a``): a jump in
+    # them is trades missed on a live socket (a stall shorter than the watchdog), recorded as a gap.
+    contiguous_ids = False
 
     def __init__(self, spec: VenueSpec) -> None:
         self.spec = spec

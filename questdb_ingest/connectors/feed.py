@@ -5,23 +5,31 @@ as many ``Connection`` objects as the venue's per-connection limit needs, parses
 the venue's pure parser into trade columns and hands batches to the sink. It re-reads the
 symbol list every ``refresh_interval`` seconds and subscribes new instruments on live sockets,
 so a new listing is captured without a restart. Every disconnect window becomes a gap event,
-back-filled over REST where the venue allows; health rows go out periodically and on every
-change of state.
+back-filled over REST where the venue allows; so does a hole in a live stream where the venue's
+trade ids are consecutive per instrument (``contiguous_ids``: a stall shorter than the watchdog
+leaves no disconnect behind, only the jump in the ids). Health rows go out periodically and on
+every change of state.
+
+If the sink fails for good (the sender stopped: ``SenderError``), the feed halts at once: its
+sockets are closed without a reconnect, the trades it could not hand over are counted in
+``stats.unsent`` (with any still parsed after the failure), and ``on_halt`` tells the pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import ConnectorSettings
-from ..errors import FrameError, ValidationError, VenueError
+from ..errors import FrameError, SenderError, ValidationError, VenueError
 from ..models import GapEvent, HealthEvent, HealthStatus, TradeBatch
 from .connection import Backoff, Connection
+from .continuity import IdHole, TradeIds
 from .core import Frame, Instrument, Instruments, RestClient, TradeColumns, VenueProtocol
 from .deadletter import DeadLetters
 
@@ -51,7 +59,8 @@ class EventSink(Protocol):
 @dataclass
 class FeedStats:
     messages: int = 0
-    trades: int = 0
+    trades: int = 0  # valid trades received (parsed and validated), handed over or not
+    unsent: int = 0  # of those, the ones the sink did not take (it had failed)
     dead_letters: int = 0
     venue_errors: int = 0
     backfilled: int = 0
@@ -83,8 +92,11 @@ class Feed:
         dead_letters: DeadLetters,
         session_id: str = "",
         tap: FrameTap | None = None,
+        on_halt: Callable[[Feed, SenderError], None] | None = None,
     ) -> None:
         self.proto = proto
+        self.on_halt = on_halt
+        self.halted: SenderError | None = None
         self.tap = tap
         self.spec = proto.spec
         self.settings = settings
@@ -100,6 +112,8 @@ class Feed:
         self._parse = proto.make_parser(self.instruments)
         self._columns = TradeColumns()
         self._open_gaps: dict[int, tuple[int, str]] = {}
+        self._ids = TradeIds() if proto.contiguous_ids else None
+        self._conn_of: dict[str, Connection] = {}  # symbol → the connection it is subscribed on
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._drain_lock = asyncio.Lock()
@@ -162,13 +176,17 @@ class Feed:
         for conn in self.connections:
             if pending and conn.room > 0:
                 take, pending = pending[: conn.room], pending[conn.room :]
-                conn.assign(take)
+                self._assign(conn, take)
         per_conn = self.spec.topics_per_connection
         while pending:
-            conn = self._new_connection()
-            conn.assign(pending[:per_conn])
+            self._assign(self._new_connection(), pending[:per_conn])
             pending = pending[per_conn:]
         return added
+
+    def _assign(self, conn: Connection, insts: Sequence[Instrument]) -> None:
+        conn.assign(insts)
+        for inst in insts:
+            self._conn_of[inst.symbol] = conn
 
     def _new_connection(self) -> Connection:
         s = self.settings
@@ -216,9 +234,56 @@ class Feed:
             if not len(self._columns):
                 return
             batch = self._columns.drain(self.spec.exchange, self.spec.market_type)
+            if self._ids is not None:
+                self._check_ids(batch)
             await self._submit(batch, "stream")
 
     async def _submit(self, batch: TradeBatch, source: str) -> None:
+        batch = self._valid(batch, source)
+        if not len(batch):
+            return
+        self.stats.trades += len(batch)
+        self.stats.last_trade_ns = max(self.stats.last_trade_ns, int(batch.ts_ns.max()))
+        if self.halted is not None:
+            self.stats.unsent += len(batch)
+            return
+        # Shielded: a reconnect cancelling the reader must not lose track of a batch already handed over.
+        task = asyncio.ensure_future(self.sink.submit(batch))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(functools.partial(self._late_outcome, rows=len(batch)))
+            raise
+        except SenderError as exc:
+            self.stats.unsent += len(batch)
+            self._halt(exc)
+
+    def _late_outcome(self, task: asyncio.Future[None], rows: int) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, SenderError):
+            self.stats.unsent += rows
+            self._halt(exc)
+
+    def halt(self, exc: SenderError) -> None:
+        """Stop intake because the sink failed elsewhere (another feed saw it first)."""
+        self._halt(exc)
+
+    def _halt(self, exc: SenderError) -> None:
+        """The sink can take no more: stop intake now (close sockets, no reconnect) and say so."""
+        if self.halted is not None:
+            return
+        self.halted = exc
+        self._stopping = True
+        log.error("%s: intake stopped, the sender failed: %s", self.name, exc)
+        for conn in self.connections:
+            task = asyncio.ensure_future(conn.stop())
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+        if self.on_halt is not None:
+            self.on_halt(self, exc)
+
+    def _valid(self, batch: TradeBatch, source: str) -> TradeBatch:
+        """The batch without its invalid rows (each dead-lettered with the reason)."""
         try:
             batch.validate()
         except ValidationError:
@@ -235,16 +300,47 @@ class Feed:
                 )
                 self.stats.dead_letters += 1
             batch = batch.take(~bad)
-        if not len(batch):
-            return
-        self.stats.trades += len(batch)
-        self.stats.last_trade_ns = max(self.stats.last_trade_ns, int(batch.ts_ns.max()))
-        await self.sink.submit(batch)
+        return batch
 
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.flush_interval)
             await self.drain()
+
+    # ---- trade-id continuity -----------------------------------------------------------
+    def _check_ids(self, batch: TradeBatch) -> None:
+        """Record every hole in the trade ids of this batch as a gap (and back-fill it)."""
+        assert self._ids is not None
+        now = time.monotonic()
+        overlapping = {s for s, c in self._conn_of.items() if c.overlap_until > now}
+        for hole in self._ids.check(batch, skip=overlapping):
+            task = asyncio.create_task(self._close_id_hole(hole))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _close_id_hole(self, hole: IdHole) -> None:
+        conn = self._conn_of.get(hole.symbol)
+        inst = next((i for i in self.instruments.values() if i.symbol == hole.symbol), None)
+        filled, fetched = False, 0
+        if inst is not None and self.proto.supports_backfill:
+            filled, fetched = await self._backfill([inst], hole.start_ns)
+        gap = GapEvent(
+            start_ns=hole.start_ns,
+            end_ns=hole.end_ns,
+            exchange=self.spec.exchange,
+            market_type=self.spec.market_type,
+            scope=f"{conn.scope if conn is not None else self.name}/{hole.symbol}",
+            reason=f"trade ids jumped {hole.last_id} → {hole.next_id}: {hole.missing:,} trade(s) missed, socket up",
+            filled=filled,
+            backfilled_trades=fetched,
+            symbols=1,
+            session_id=self.session_id,
+        )
+        self.stats.gaps += 1
+        self.stats.backfilled += fetched
+        log.warning("%s %s: %s, %d trades back-filled", gap.scope, gap.reason, "filled" if filled else "not filled",
+                    fetched)  # fmt: skip
+        self.events.gap(gap)
 
     # ---- symbol refresh ---------------------------------------------------------------
     async def _refresh_loop(self) -> None:
@@ -266,6 +362,8 @@ class Feed:
 
     # ---- connection events -------------------------------------------------------------
     def connected(self, conn: Connection, at_ns: int) -> None:
+        if self._ids is not None:  # the disconnect window is its own gap: ids start afresh
+            self._ids.forget(i.symbol for i in conn.instruments)
         start, reason = self._open_gaps.pop(conn.index, (0, ""))
         if start:
             task = asyncio.create_task(self._close_gap(conn, start, at_ns, reason, list(conn.instruments)))

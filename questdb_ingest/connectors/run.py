@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..errors import SenderError
 from ..load import LoadPattern
 from .feed import EventSink, FrameTap, TradeSink
 from .pipeline import Pipeline
@@ -48,25 +49,36 @@ async def run_feeds(
     tap: FrameTap | None = None,
     stop: asyncio.Event | None = None,
 ) -> Pipeline:
-    """Start every feed, run ``duration`` seconds (None: until SIGINT/SIGTERM or ``stop``), stop cleanly."""
+    """Start every feed, run ``duration`` seconds (None: until SIGINT/SIGTERM or ``stop``), stop cleanly.
+
+    Stops early, with ``pipeline.failure`` set, when the sink fails for good (the feeds halted)."""
     stop = stop or asyncio.Event()
     pipeline = Pipeline(settings, connectors, sink=sink, events=events, tap=tap)
     started = time.monotonic()
     with stop_on_signals(stop):
         pipeline.start()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not pipeline.halted.is_set():
                 elapsed = time.monotonic() - started
                 if duration is not None and elapsed >= duration:
                     break
                 wait = tick if duration is None else max(0.0, min(tick, duration - elapsed))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                    await asyncio.wait_for(_either(stop, pipeline.halted), timeout=wait)
                 if on_tick is not None:
                     on_tick(pipeline, time.monotonic() - started)
         finally:
             await pipeline.stop()
     return pipeline
+
+
+async def _either(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 @dataclass
@@ -76,6 +88,8 @@ class SyntheticRun:
     trades: int = 0
     rate_now: float = 0.0
     elapsed: float = 0.0
+    unsent: int = 0  # generated but not taken: the sink had failed (generation stopped there)
+    failure: SenderError | None = None
 
 
 async def run_synthetic(
@@ -106,8 +120,13 @@ async def run_synthetic(
             rows = pacer.due(now_mono)
             if rows:
                 now = time.time_ns()
-                await sink.submit(market.batch(rows, start_ns=now - rows - 1000, span_ns=rows + 1000))
                 run.trades += rows
+                try:
+                    await sink.submit(market.batch(rows, start_ns=now - rows - 1000, span_ns=rows + 1000))
+                except SenderError as exc:  # the sender stopped: stop generating, count what it refused
+                    run.unsent += rows
+                    run.failure = exc
+                    break
             if on_tick is not None and run.elapsed - last_view >= 0.5:
                 last_view = run.elapsed
                 on_tick(run)

@@ -29,7 +29,8 @@ class RateMeter:
 
 def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None = None) -> Table:
     table = Table(title=title)
-    columns = ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s", "dead", "gaps", "backfilled")
+    columns: tuple[str, ...] = ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s")
+    columns += ("unsent", "dead", "gaps", "backfilled")
     for col in columns:
         table.add_column(col, justify="left" if col in ("connector", "status") else "right")
     table.add_column("last error", overflow="fold", max_width=48)
@@ -39,14 +40,16 @@ def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None =
         up = sum(c.connected for c in feed.connections)
         age = f" ({(now - s.last_trade_ns) / 1e9:.0f}s ago)" if s.last_trade_ns else ""
         colour = {"connected": "green", "disconnected": "yellow", "error": "red"}.get(feed.status, "white")
+        status = "halted" if feed.halted is not None else feed.status
         table.add_row(
             feed.name,
-            f"[{colour}]{feed.status}[/]",
+            f"[{'red' if feed.halted is not None else colour}]{status}[/]",
             f"{up}/{len(feed.connections)}",
             f"{len(feed.instruments):,}",
             f"{s.messages:,}",
             f"{s.trades:,}{age}" if s.trades else "0",
             f"{(rates or {}).get(feed.name, 0.0):,.0f}",
+            f"[bold red]{s.unsent:,}[/]" if s.unsent else "0",
             f"{s.dead_letters:,}",
             f"{s.gaps:,}",
             f"{s.backfilled:,}",

@@ -21,8 +21,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli_support import ErrorGroup, console, err_console
-from ..config import Settings, load_settings
+from ..cli_support import ErrorGroup, cli_settings, console, err_console
+from ..config import Settings
 from ..errors import PumpwatchError
 from .rollout import Rollout, RolloutChange, format_duration, format_utc
 
@@ -39,7 +39,7 @@ def _settings(ctx: click.Context, rollout_config: str | None) -> Settings:
         if rollout_config is None:
             return given
         return replace(given, hybrid=replace(given.hybrid, rollout_config=rollout_config))
-    return load_settings(obj.get("config"), overrides={"hybrid": {"rollout_config": rollout_config}})
+    return cli_settings(ctx, hybrid={"rollout_config": rollout_config})
 
 
 def _open(ctx: click.Context, rollout_config: str | None) -> tuple[Settings, Rollout]:

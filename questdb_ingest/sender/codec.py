@@ -161,6 +161,20 @@ def _encode(
     return sink.getvalue()
 
 
+def combine(payloads: list[bytes]) -> bytes:
+    """Several payloads as one (one IPC stream, one record batch): the worker coalesces the small
+    batches that arrive during an outage into one spool record, so replay is one decode and one
+    request per record instead of thousands."""
+    if len(payloads) == 1:
+        return payloads[0]
+    tables = [pa.ipc.open_stream(pa.py_buffer(p)).read_all() for p in payloads]
+    table = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def encode_batch(batch: TradeBatch) -> pa.Buffer:
     """One payload for a whole batch (no sharding): used by tests and tools."""
     return ShardRouter(1).split(batch)[0].payload

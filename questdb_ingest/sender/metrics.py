@@ -7,6 +7,9 @@ The books balance at every instant the router has processed a worker message::
 ``recovered`` is what the spool held from an earlier run; ``spooled_now`` is what the spools hold
 now (read from disk by the workers). A resend after a worker crash is counted in ``resent_rows``
 and collapses in QuestDB through the DEDUP keys.
+
+Rows the spool had to quarantine on start-up (a damaged record) are outside that equation: the
+books then say they do **not** balance, with the count, so a loss is never reported as success.
 """
 
 from __future__ import annotations
@@ -66,12 +69,20 @@ class Books:
     dead_lettered: int
     in_flight: int
     spooled_now: int
+    quarantined: int = 0  # rows in spool records set aside as damaged (header rows)
+    quarantined_unknown: int = 0  # quarantined byte ranges whose header was unreadable (rows unknown)
 
     @property
-    def balanced(self) -> bool:
+    def accounted(self) -> bool:
+        """Every row taken is confirmed, replayed, dead-lettered, in flight or on disk."""
         return self.received + self.recovered == (
             self.confirmed + self.replayed + self.dead_lettered + self.in_flight + self.spooled_now
         )
+
+    @property
+    def balanced(self) -> bool:
+        """Accounted for, and nothing lost to a damaged spool record."""
+        return self.accounted and not self.quarantined and not self.quarantined_unknown
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ class SenderMetrics:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["books"]["balanced"] = self.books.balanced
+        out["books"]["accounted"] = self.books.accounted
         return out
 
     @property
@@ -107,21 +119,26 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
     in_flight: dict[str, int] = {}
     workers: list[WorkerMetrics] = []
     replayed: dict[str, int] = {}
+    replayed_dead: dict[str, int] = {}
     delay: dict[str, Histogram] = {}
     flush_all = Histogram()
     spool_rows = 0
+    quarantined: list[dict[str, Any]] = []
     for shard, cum in sender.shard_views():
         for part in shard.pending:
             for ex, n in part.exchange_rows.items():
                 in_flight[ex] = in_flight.get(ex, 0) + n
         for ex, n in cum["replayed"].items():
             replayed[ex] = replayed.get(ex, 0) + n
+        for ex, n in cum["replayed_dead"].items():
+            replayed_dead[ex] = replayed_dead.get(ex, 0) + n
         for ex, h in cum["delay_ms"].items():
             delay.setdefault(ex, Histogram()).merge(Histogram.from_dict(h))
         flush = Histogram.from_dict(cum["flush_ms"])
         flush_all.merge(flush)
         snap = shard.snapshot
         spool_rows += int(snap.get("spool_rows", 0))
+        quarantined += list(shard.quarantined.values())
         workers.append(
             WorkerMetrics(
                 shard=shard.index,
@@ -141,12 +158,12 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
                 flushes=cum["flushes"],
                 spool_rows=int(snap.get("spool_rows", 0)),
                 spool_bytes=int(snap.get("spool_bytes", 0)),
-                quarantined=list(snap.get("quarantined", [])),
+                quarantined=list(shard.quarantined.values()),
                 alarm=str(snap.get("alarm", "")),
                 flush_ms=flush.summary(),
             )
         )
-    names = sorted(set(sender.received) | set(replayed) | set(in_flight))
+    names = sorted(set(sender.received) | set(replayed) | set(in_flight) | set(replayed_dead))
     exchanges = {
         ex: ExchangeMetrics(
             received=sender.received.get(ex, 0),
@@ -154,7 +171,7 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
             confirmed=sender.confirmed.get(ex, 0) + replayed.get(ex, 0),
             spooled=sender.spooled.get(ex, 0),
             replayed=replayed.get(ex, 0),
-            dead_lettered=sender.dead_lettered.get(ex, 0),
+            dead_lettered=sender.dead_lettered.get(ex, 0) + replayed_dead.get(ex, 0),
             in_flight=in_flight.get(ex, 0),
             delay_ms=delay[ex].summary() if ex in delay else {},
         )
@@ -168,9 +185,11 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
         recovered=sender.recovered_rows,
         confirmed=sum(sender.confirmed.values()),
         replayed=sum(replayed.values()),
-        dead_lettered=sum(sender.dead_lettered.values()),
+        dead_lettered=sum(sender.dead_lettered.values()) + sum(replayed_dead.values()),
         in_flight=sum(in_flight.values()),
         spooled_now=spool_rows,
+        quarantined=sum(int(q["rows"]) for q in quarantined if q.get("rows") is not None),
+        quarantined_unknown=sum(1 for q in quarantined if q.get("rows") is None),
     )
     return SenderMetrics(
         uptime_s=round(time.monotonic() - sender.started_at, 3) if sender.started_at else 0.0,

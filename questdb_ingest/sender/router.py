@@ -7,6 +7,13 @@ confirmed by QuestDB or written to the spool, so a worker that dies loses nothin
 starts a new one and everything unacknowledged is sent again (DEDUP keys absorb repeats).
 Queues are bounded per shard in rows; a full queue blocks ``submit`` (backpressure) and, with a
 timeout, raises ``BackpressureTimeoutError`` naming the cause. Nothing is ever discarded.
+
+The worker configuration is checked here before any process is spawned, the spool root is locked
+for this process alone, and every ``shard-N`` spool directory found is replayed whatever the
+worker count (shards beyond it are adopted by the workers). A worker that fails
+``sender.max_restarts`` starts in a row stops the sender with ``WorkerCrashLoopError`` and its
+last traceback; ``close`` returns within ``sender.drain_timeout`` whatever the workers do, and
+raises ``UnstoredRowsError`` with the exact count if rows were left only in memory.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -27,12 +35,19 @@ from typing import Any, Self
 import pyarrow as pa
 
 from ..config import Settings
-from ..errors import BackpressureTimeoutError, SenderClosedError, SenderError
+from ..errors import (
+    BackpressureTimeoutError,
+    SenderClosedError,
+    SenderError,
+    UnstoredRowsError,
+    WorkerCrashLoopError,
+)
 from ..models import TradeBatch
 from .codec import ShardPart, ShardRouter
 from .histogram import Histogram
 from .metrics import SenderMetrics, build_metrics
-from .sinks import check_websocket, transport_conf
+from .sinks import check_conf, check_websocket, transport_conf
+from .spool import SpoolLock, shard_directories
 from .worker import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
@@ -40,6 +55,11 @@ log = logging.getLogger(__name__)
 # Submitted batches are split in chunks of this many rows so workers start while the rest encodes.
 CHUNK_ROWS = 100_000
 _CUMULATIVE = ("rows_in", "rows_confirmed", "rows_spooled", "rows_dead", "rows_retried", "failed_flushes", "flushes")
+_BY_EXCHANGE = ("replayed", "replayed_dead")
+# A worker incarnation that lived longer than this was a working start; a crash after it is not a loop.
+HEALTHY_AFTER_S = 30.0
+# After drain_timeout, live workers get SIGTERM (spool what they hold) and this long before SIGKILL.
+KILL_GRACE_S = 10.0
 
 
 @dataclass
@@ -63,8 +83,11 @@ class _Shard:
     receiver: threading.Thread | None = None
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     snapshot: dict[str, Any] = field(default_factory=dict)
+    quarantined: dict[str, dict[str, Any]] = field(default_factory=dict)  # by path, over every incarnation
     previous: dict[str, Any] = field(default_factory=dict)  # cumulative counters of dead incarnations
     restarts: int = 0
+    failed_starts: int = 0  # consecutive incarnations that died within HEALTHY_AFTER_S
+    last_error: str = ""  # the last crash's traceback (or exit code)
     restart_at: float = 0.0
     restart_delay: float = 0.0
     started_at: float = 0.0
@@ -100,6 +123,10 @@ class ShardedSender:
         self.table = table or settings.table("trades")
         self.max_queue_rows = se.max_queue_rows
         self._restart_backoff_max = se.restart_backoff_max
+        self._max_restarts = se.max_restarts
+        self._drain_timeout = se.drain_timeout
+        check_conf(self.conf)  # a conf every worker would refuse fails here, before any process starts
+        self._lock = SpoolLock(se.spool_dir)
         self._config = WorkerConfig(
             shard=0,
             conf=self.conf,
@@ -112,6 +139,7 @@ class ShardedSender:
             spool_segment_bytes=se.spool_segment_bytes,
             spool_fsync=se.spool_fsync,
             spool_after=se.spool_after,
+            spool_linger=se.spool_linger,
             retry_initial=se.retry_initial,
             retry_max=se.retry_max,
             log_level=worker_log_level,
@@ -125,6 +153,7 @@ class ShardedSender:
         self._stopped = False
         self._threads: list[threading.Thread] = []
         self._fatal: SenderError | None = None
+        self._adopt: dict[int, tuple[int, ...]] = {}
         self.started_at = 0.0
         # The books (exact, kept by the router): rows per exchange.
         self.received: dict[str, int] = {}
@@ -141,6 +170,15 @@ class ShardedSender:
     def start(self) -> Self:
         if self.conf.startswith(("ws::", "wss::")):
             check_websocket(self.conf)  # a server without the endpoint fails here, before any row is taken
+        self._lock.acquire()
+        orphans = sorted(i for i in shard_directories(self._config.spool_dir) if i >= self.workers)
+        self._adopt = {w: tuple(orphans[w :: self.workers]) for w in range(self.workers)}
+        if orphans:
+            log.warning(
+                "spool has shard directories %s beyond the %d worker(s); they are replayed by the current workers",
+                ", ".join(f"shard-{i}" for i in orphans),
+                self.workers,
+            )
         self.started_at = time.monotonic()
         for shard in self._shards:
             self._spawn(shard)
@@ -161,7 +199,7 @@ class ShardedSender:
 
     def _spawn(self, shard: _Shard) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        config = replace(self._config, shard=shard.index)
+        config = replace(self._config, shard=shard.index, adopt=self._adopt.get(shard.index, ()))
         process = self._ctx.Process(target=worker_main, args=(config, child), name=f"pumpwatch-sender-{shard.index}")
         process.start()
         child.close()
@@ -302,6 +340,8 @@ class ShardedSender:
                     return
                 if snapshot:
                     shard.snapshot = snapshot
+                    for item in snapshot.get("quarantined", []):
+                        shard.quarantined[item["path"]] = item
                 if kind == "hello" and not shard.seen_hello:
                     shard.seen_hello = True
                     self.recovered_rows += int(snapshot.get("spool_rows", 0))
@@ -313,6 +353,8 @@ class ShardedSender:
                     shard.fatal = args[0]
                     self._fatal = SenderError(f"worker {shard.index} stopped: {args[0]}")
                     log.error("sender worker %d: %s", shard.index, args[0])
+                elif kind == "crash":
+                    shard.last_error = args[0]
                 self._cond.notify_all()
 
     def _acked(self, shard: _Shard, batch_ids: list[int], kind: str) -> None:
@@ -353,19 +395,29 @@ class ShardedSender:
             if shard.fatal or (self._closing and clean) or self._stopped:
                 return
             now = time.monotonic()
-            shard.restart_delay = (
-                0.2
-                if now - shard.started_at > 30
-                else min(max(shard.restart_delay * 2, 0.2), self._restart_backoff_max)
-            )
+            healthy = now - shard.started_at > HEALTHY_AFTER_S
+            shard.failed_starts = 1 if healthy else shard.failed_starts + 1
+            if not shard.last_error:
+                shard.last_error = f"exit code {process.exitcode}"
+            if shard.failed_starts >= self._max_restarts:
+                error = WorkerCrashLoopError(shard.index, shard.failed_starts, shard.last_error)
+                shard.fatal = str(error)
+                self._fatal = error
+                self._cond.notify_all()
+                log.error("%s\n%s", error, shard.last_error.rstrip())
+                return
+            shard.restart_delay = 0.2 if healthy else min(max(shard.restart_delay * 2, 0.2), self._restart_backoff_max)
             shard.restart_at = now + shard.restart_delay
             shard.restarts += 1
             shard.restarting = True
+            last = shard.last_error.strip().splitlines()[-1] if shard.last_error.strip() else ""
+            shard.last_error = ""
         log.error(
-            "sender worker %d (pid %s) exited with %s; restarting in %.1fs and re-sending %d unacknowledged row(s)",
+            "sender worker %d (pid %s) exited with %s (%s); restarting in %.1fs, re-sending %d unacknowledged row(s)",
             shard.index,
             process.pid,
             process.exitcode,
+            last,
             shard.restart_delay,
             shard.queued_rows,
         )
@@ -420,15 +472,17 @@ class ShardedSender:
                 self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
 
-    def close(self, timeout: float | None = None) -> SenderMetrics:
+    def close(self, timeout: float | None = None, *, abort: threading.Event | None = None) -> SenderMetrics:
         """Stop intake, let every worker flush (or spool) what it holds and exit; return the books.
 
-        Raises ``SenderError`` if rows are left only in memory (e.g. the spool is full and QuestDB
-        is down) once ``timeout`` has passed."""
+        Returns within ``timeout`` (default ``sender.drain_timeout``; ``abort`` set cuts it short)
+        plus a short grace in which live workers are told to spool what they hold. Raises
+        ``UnstoredRowsError`` with the exact count if rows are then left only in memory (e.g. the
+        spool is full and QuestDB is down, or a worker could not start)."""
         if self._stopped:
             return self.metrics()
         self._closing = True
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = time.monotonic() + (self._drain_timeout if timeout is None else timeout)
         while True:
             with self._cond:
                 # A worker is told to drain once every queued batch is in its pipe (the shutdown
@@ -441,32 +495,53 @@ class ShardedSender:
                 for shard in ready:
                     shard.shutdown_sent = True
                 done = all(s.process is None and not s.restarting for s in self._shards)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if done or (remaining is not None and remaining <= 0):
+                remaining = deadline - time.monotonic()
+                if done or remaining <= 0 or (abort is not None and abort.is_set()):
                     self._stopped = True
                     self._cond.notify_all()
                     break
                 if not ready:
-                    self._cond.wait(0.2 if remaining is None else min(remaining, 0.2))
+                    self._cond.wait(min(remaining, 0.2))
             for shard in ready:
                 self._send_shutdown(shard)
-        for shard in ready:  # timed out: still ask the live workers to flush or spool what they hold
-            self._send_shutdown(shard)
-        for shard in self._shards:
-            if shard.process is not None:
-                shard.process.join(timeout=30)
-                if shard.process.is_alive():
-                    shard.process.kill()
+        self._stop_workers()
         for t in self._threads:
             t.join(timeout=5)
+        self._lock.release()
         metrics = self.metrics()
-        left = sum(s.queued_rows for s in self._shards)
+        with self._cond:
+            left: dict[str, int] = {}
+            for shard in self._shards:
+                for part in shard.pending:
+                    _add(left, part.exchange_rows)
         if left:
-            raise SenderError(
-                f"{left:,} row(s) were neither confirmed by QuestDB nor written to the spool before the sender "
-                f"stopped{'; ' + self._fatal.args[0] if self._fatal else ''}"
+            rows = sum(left.values())
+            cause = f"; {self._fatal.args[0]}" if self._fatal else ""
+            raise UnstoredRowsError(
+                f"{rows:,} row(s) were neither confirmed by QuestDB nor written to the spool before the sender "
+                f"stopped{cause}",
+                rows,
+                left,
             )
         return metrics
+
+    def _stop_workers(self) -> None:
+        """Workers still running after the drain: SIGTERM (each spools what it holds and exits), then
+        SIGKILL after ``KILL_GRACE_S`` (a worker blocked in a request to a hung server)."""
+        alive = [s.process for s in self._shards if s.process is not None and s.process.is_alive()]
+        for process in alive:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid or 0, signal.SIGTERM)
+        grace = time.monotonic() + KILL_GRACE_S
+        for process in alive:
+            process.join(timeout=max(grace - time.monotonic(), 0.0))
+            if process.is_alive():
+                log.error("sender worker pid %s did not stop within %.0fs; killed", process.pid, KILL_GRACE_S)
+                process.kill()
+                process.join(timeout=5)
+        for shard in self._shards:
+            if shard.process is not None and not shard.process.is_alive():
+                shard.process.join(timeout=1)
 
     def _send_shutdown(self, shard: _Shard) -> None:
         conn = shard.conn
@@ -498,16 +573,17 @@ def _fold(shard: _Shard) -> None:
     """A worker incarnation ended: keep its cumulative counters."""
     shard.previous = _cumulative(shard)
     shard.snapshot = {
-        k: v for k, v in shard.snapshot.items() if k not in (*_CUMULATIVE, "replayed", "flush_ms", "delay_ms")
+        k: v for k, v in shard.snapshot.items() if k not in (*_CUMULATIVE, *_BY_EXCHANGE, "flush_ms", "delay_ms")
     }
 
 
 def _cumulative(shard: _Shard) -> dict[str, Any]:
     cur, prev = shard.snapshot, shard.previous
     out: dict[str, Any] = {k: int(cur.get(k, 0)) + int(prev.get(k, 0)) for k in _CUMULATIVE}
-    replayed = dict(prev.get("replayed", {}))
-    _add(replayed, cur.get("replayed", {}))
-    out["replayed"] = replayed
+    for key in _BY_EXCHANGE:
+        book = dict(prev.get(key, {}))
+        _add(book, cur.get(key, {}))
+        out[key] = book
     flush = Histogram.from_dict(prev["flush_ms"]) if "flush_ms" in prev else Histogram()
     if "flush_ms" in cur:
         flush.merge(Histogram.from_dict(cur["flush_ms"]))

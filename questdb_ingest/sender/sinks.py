@@ -18,7 +18,7 @@ from ..models import TRADE_SYMBOL_COLUMNS
 from .codec import Decoded
 
 TRANSPORTS = ("http", "ws", "tcp")
-CLIENT_RETRY_MS = 1000
+CLIENT_RETRY_MS = 200  # in-client retries; the worker backs off and spools on its own
 _SYMBOLS = list(TRADE_SYMBOL_COLUMNS)
 
 
@@ -174,10 +174,20 @@ def check_websocket(conf: str) -> None:
             raise _unsupported(conf, exc) from exc
 
 
+def check_conf(conf: str) -> None:
+    """Everything ``open_sink`` would refuse in a worker, refused here first (``ConfigError`` naming
+    ``ingest.client_conf``): the router runs it before spawning, so a bad conf fails at start-up
+    instead of crash-looping every worker."""
+    proto, _ = parse_conf(conf)
+    if proto in ("http", "https"):
+        writer_conf(conf)
+    elif proto not in ("ws", "wss", "tcp", "tcps"):
+        raise ConfigError("ingest.client_conf", f"unsupported protocol {proto!r}")
+
+
 def open_sink(conf: str, table: str) -> Sink:
+    check_conf(conf)
     proto, _ = parse_conf(conf)
     if proto in ("ws", "wss"):
         return WebSocketSink(conf, table)
-    if proto in ("http", "https", "tcp", "tcps"):
-        return IlpSink(conf, table)
-    raise ConfigError("ingest.client_conf", f"unsupported protocol {proto!r}")
+    return IlpSink(conf, table)

@@ -7,6 +7,11 @@ once its record is on disk (per the fsync policy). Layout of one shard's directo
     00000000000000000002.seg   (the active segment is always the newest)
     quarantine/                bytes that failed their checks on start-up, kept for inspection
 
+A write that fails (a full filesystem) is cut back off the segment, so the file stays a clean run
+of whole records and the caller still holds the batch; ENOSPC/EDQUOT raise ``SpoolDiskFullError``
+(a ``SpoolFullError``: the caller keeps the rows and applies backpressure), anything else
+``SpoolError``. ``SpoolLock`` makes a spool root one process's alone.
+
 On open every segment is scanned. A record whose header or checksum is wrong is moved to
 ``quarantine/`` with a log line: a torn tail (crash mid-write) is cut off there, a record with a
 bad checksum but a sound header is skipped and the records after it are kept. Replay reads the
@@ -16,6 +21,8 @@ in between replays it again (DEDUP keys make that harmless).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import struct
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import SpoolError, SpoolFullError
+from ..errors import SpoolDiskFullError, SpoolError, SpoolFullError, SpoolLockedError
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +40,20 @@ MAGIC = b"PWS1"
 _HEADER = struct.Struct("<4sIII")
 HEADER_BYTES = _HEADER.size
 _SUFFIX = ".seg"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
 class Quarantined:
-    """Bytes set aside on start-up: which segment, where, how much and why."""
+    """Bytes set aside on start-up: which segment, where, how much, why, and how many rows they held
+    (from the record header when it could be read; None when the header itself is damaged)."""
 
     segment: str
     offset: int
     size: int
     reason: str
     path: str
+    rows: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +124,20 @@ class Spool:
         self.state.segments = len(self._segment_rows)
         self._active_number = max(self._segment_rows, default=0)
 
-    def _quarantine(self, number: int, data: bytes, offset: int, size: int, reason: str) -> None:
+    def _quarantine(
+        self, number: int, data: bytes, offset: int, size: int, reason: str, rows: int | None = None
+    ) -> None:
         qdir = self.directory / "quarantine"
         qdir.mkdir(exist_ok=True)
         target = qdir / f"{_segment_name(number)}.{offset}.bad"
         target.write_bytes(data[offset : offset + size])
-        item = Quarantined(_segment_name(number), offset, size, reason, str(target))
+        item = Quarantined(_segment_name(number), offset, size, reason, str(target), rows)
         self.state.quarantined.append(item)
         log.error(
-            "spool %s: quarantined %d byte(s) at offset %d of %s (%s) -> %s",
+            "spool %s: quarantined %d byte(s) holding %s row(s) at offset %d of %s (%s) -> %s",
             self.directory,
             size,
+            "unknown" if rows is None else f"{rows:,}",
             offset,
             item.segment,
             reason,
@@ -150,10 +163,10 @@ class Spool:
             if end > len(data):
                 present = len(data) - offset - HEADER_BYTES
                 reason = f"torn record: {size} payload bytes announced, {present} present"
-                self._quarantine(number, data, offset, len(data) - offset, reason)
+                self._quarantine(number, data, offset, len(data) - offset, reason, record_rows)
                 break
             if zlib.crc32(data[offset + HEADER_BYTES : end]) != crc:
-                self._quarantine(number, data, offset, end - offset, "checksum mismatch")
+                self._quarantine(number, data, offset, end - offset, "checksum mismatch", record_rows)
             else:
                 good.append((offset, end))
                 rows += record_rows
@@ -170,22 +183,29 @@ class Spool:
 
     # -- writing ----------------------------------------------------------------------------
     def append(self, payload: bytes | memoryview, rows: int) -> None:
-        """Write one record (durable per the fsync policy) or raise ``SpoolFullError``."""
+        """Write one record (durable per the fsync policy) or raise ``SpoolFullError`` (the bound, or
+        ``SpoolDiskFullError`` for a full filesystem) / ``SpoolError``; on any failure the segment is
+        left as it was, so nothing half-written stays behind the caller's retry."""
         size = HEADER_BYTES + len(payload)
         if self.state.bytes + size > self.max_bytes:
             raise SpoolFullError(str(self.directory), self.state.bytes, self.max_bytes, size)
-        if self._active is None or (self._active.tell() + size > self.segment_bytes and self._active.tell() > 0):
-            self._rotate()
+        try:
+            if self._active is None or (self._active.tell() + size > self.segment_bytes and self._active.tell() > 0):
+                self._rotate()
+        except OSError as exc:
+            raise self._write_error(exc, size) from exc
         assert self._active is not None
         header = _HEADER.pack(MAGIC, len(payload), rows, zlib.crc32(payload))
+        start = self._active.tell()
         try:
-            self._active.write(header)
-            self._active.write(payload)
-            self._active.flush()
+            view = memoryview(header + bytes(payload))
+            while view:  # an unbuffered write may be partial; a failure leaves the tail to cut off
+                view = view[self._active.write(view) or 0 :]
             if self.fsync == "always":
                 os.fsync(self._active.fileno())
         except OSError as exc:
-            raise SpoolError(f"cannot write spool segment in {self.directory}: {exc}") from exc
+            self._cut_back(start)
+            raise self._write_error(exc, size) from exc
         records, seg_rows = self._segment_rows.get(self._active_number, (0, 0))
         self._segment_rows[self._active_number] = (records + 1, seg_rows + rows)
         self.state.records += 1
@@ -193,9 +213,26 @@ class Spool:
         self.state.bytes += size
         self.state.segments = len(self._segment_rows)
 
+    def _write_error(self, exc: OSError, size: int) -> SpoolError:
+        if exc.errno in _NO_SPACE:
+            return SpoolDiskFullError(str(self.directory), self.state.bytes, size, os.strerror(exc.errno or 0))
+        return SpoolError(f"cannot write spool segment in {self.directory}: {exc}")
+
+    def _cut_back(self, offset: int) -> None:
+        """Remove a partly written record so the segment ends with a whole one (ftruncate frees space)."""
+        assert self._active is not None
+        try:
+            os.ftruncate(self._active.fileno(), offset)
+            self._active.seek(offset)
+        except OSError as exc:  # the file is unusable: start a new segment at the next write
+            log.error("spool %s: cannot cut back a failed write: %s; starting a new segment", self.directory, exc)
+            self._active.close()
+            self._active = None
+            if offset == 0 and self._active_number not in self._segment_rows:
+                self._path(self._active_number).unlink(missing_ok=True)
+
     def _close_active(self) -> None:
         if self._active is not None:
-            self._active.flush()
             if self.fsync != "never":
                 os.fsync(self._active.fileno())
             self._active.close()
@@ -205,7 +242,8 @@ class Spool:
         """Seal the active segment and start the next one."""
         self._close_active()
         self._active_number += 1
-        self._active = open(self._path(self._active_number), "ab")  # noqa: SIM115 - kept open across calls
+        # Unbuffered: a write that fails must not leave bytes in a buffer to be flushed later.
+        self._active = open(self._path(self._active_number), "ab", buffering=0)  # noqa: SIM115 - kept open
         if self.fsync != "never":
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
@@ -250,4 +288,53 @@ class Spool:
         self.state.segments = len(self._segment_rows)
 
     def close(self) -> None:
-        self._close_active()
+        try:
+            self._close_active()
+        except OSError as exc:  # fsync at close on a broken disk: the records were fsynced per policy
+            log.error("spool %s: closing the active segment failed: %s", self.directory, exc)
+            self._active = None
+
+
+class SpoolLock:
+    """An exclusive ``flock`` on ``<root>/.lock`` for as long as a sender uses the spool root: two
+    processes appending to and replaying the same shard directories would corrupt them."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.path = Path(root) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SpoolError(f"cannot use spool directory {self.path.parent}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise SpoolLockedError(
+                f"spool directory {self.path.parent} is in use by pid {holder}; two senders must not share a "
+                "spool (give each its own state directory)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def shard_directories(root: str | Path) -> dict[int, Path]:
+    """The ``shard-N`` spool directories under ``root`` (whatever worker count wrote them)."""
+    found: dict[int, Path] = {}
+    base = Path(root)
+    if base.is_dir():
+        for path in base.iterdir():
+            index = path.name.removeprefix("shard-")
+            if path.is_dir() and path.name.startswith("shard-") and index.isdigit():
+                found[int(index)] = path
+    return found

@@ -54,7 +54,13 @@ def worker_table(m: SenderMetrics) -> Table:
 
 def books_line(m: SenderMetrics) -> Text:
     b = m.books
-    mark = "[green]balanced[/]" if b.balanced else "[bold red]NOT balanced[/]"
+    if b.balanced:
+        mark = "[green]balanced[/]"
+    elif b.accounted:
+        unknown = f" + {b.quarantined_unknown} damaged range(s)" if b.quarantined_unknown else ""
+        mark = f"[bold red]NOT balanced: {b.quarantined:,} row(s){unknown} quarantined from the spool[/]"
+    else:
+        mark = "[bold red]NOT balanced[/]"
     return Text.from_markup(
         f"books: received {b.received:,} + recovered {b.recovered:,} = confirmed {b.confirmed:,} + replayed "
         f"{b.replayed:,} + dead-lettered {b.dead_lettered:,} + in flight {b.in_flight:,} + spooled {b.spooled_now:,}"

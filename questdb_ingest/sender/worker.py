@@ -3,17 +3,25 @@
 States: ``normal`` sends batches as they come (a request per ``batch_rows`` rows — once the
 oldest has waited ``min_linger``, so a fast stream makes fewer, bigger requests — or per
 ``flush_interval``); after ``spool_after`` seconds of failed sends every unconfirmed batch goes
-to the shard's spool and the worker is ``spooling``: new batches are appended behind them and the
-oldest segment is replayed with backoff until the spool is empty, then back to ``normal``. So the
-shard's order is kept across an outage. A batch is acknowledged to the router only once QuestDB
-confirmed it or its spool record is on disk; the router re-sends anything unacknowledged if this
-process dies.
+to the shard's spool and the worker is ``spooling``: new batches are gathered for
+``spool_linger`` and appended behind them as one record, and the spool is replayed a chunk of
+records at a time, with backoff, until it is empty, then back to ``normal``. So the shard's order
+is kept across an outage, and what an outage costs is one small record per ``spool_linger`` and,
+per failed replay attempt, one request: a loaded chunk stays encoded in the client buffer between
+attempts and a confirmed chunk is never sent again. Spool directories of shards beyond the
+current worker count (``adopt``) are replayed too, so lowering ``--workers`` strands nothing.
+
+A batch is acknowledged to the router only once QuestDB confirmed it or its spool record is on
+disk; the router re-sends anything unacknowledged if this process dies. Any error that escapes
+is reported to the router with its traceback before the process exits, so a crash loop can be
+stopped and explained.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
 import json
 import logging
 import os
@@ -22,6 +30,7 @@ import random
 import signal
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -29,11 +38,18 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FlushError, FlushRejectedError, SpoolError, SpoolFullError, TransportUnsupportedError
-from .codec import Decoded, decode
+from ..errors import (
+    FlushError,
+    FlushRejectedError,
+    SpoolError,
+    SpoolFullError,
+    TransportUnsupportedError,
+)
+from ..ingest.ilp import parse_conf
+from .codec import Decoded, combine, decode
 from .histogram import Histogram
 from .sinks import Sink, open_sink
-from .spool import Spool
+from .spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +57,12 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 << 20
 MAX_REQUEST_ROWS = 100_000
 INBOX_BATCHES = 8
-# Replay sends a spool segment in requests of about this many rows.
+# Replay sends spool records in requests of about this many rows.
 REPLAY_CHUNK_ROWS = 200_000
+# A coalesced spool record holds at most this many rows (one replay decode stays small).
+MAX_RECORD_ROWS = 100_000
 STATS_INTERVAL = 0.5
+PROBE_TIMEOUT = 0.5  # a server that does not answer /ping this fast is not sent a replay chunk
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,8 @@ class WorkerConfig:
     retry_initial: float
     retry_max: float
     min_linger: float = 0.0
+    spool_linger: float = 0.25
+    adopt: tuple[int, ...] = ()  # spool shards of a larger earlier worker count, replayed here
     log_level: int = logging.WARNING
 
 
@@ -80,6 +101,25 @@ class _Batch:
 
 
 @dataclass
+class _Segment:
+    """The spool segment being replayed: its records, and how many are confirmed already."""
+
+    spool: Spool
+    number: int
+    records: list[SpoolRecord]
+    done: int = 0
+
+
+@dataclass
+class _Chunk:
+    """Records ``[start, end)`` of the segment, encoded in the sink and waiting to be confirmed."""
+
+    start: int
+    end: int
+    decoded: list[Decoded]
+
+
+@dataclass
 class _Stats:
     rows_in: int = 0
     rows_confirmed: int = 0
@@ -89,6 +129,7 @@ class _Stats:
     failed_flushes: int = 0
     flushes: int = 0
     replayed: dict[str, int] = field(default_factory=dict)
+    replayed_dead: dict[str, int] = field(default_factory=dict)  # spooled rows the server refused on replay
     flush_ms: Histogram = field(default_factory=Histogram)
     delay_ms: dict[str, Histogram] = field(default_factory=dict)
 
@@ -102,17 +143,19 @@ class Worker:
         self.state = "normal"
         self.stats = _Stats()
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=INBOX_BATCHES)
-        self.spool = Spool(
-            Path(config.spool_dir) / f"shard-{config.shard}",
-            max_bytes=config.spool_max_bytes,
-            segment_bytes=config.spool_segment_bytes,
-            fsync=config.spool_fsync,
-        )
+        root = Path(config.spool_dir)
+        self.spool = self._open_spool(root / f"shard-{config.shard}")
+        self.adopted = [self._open_spool(root / f"shard-{index}") for index in config.adopt]
         self.dead_letter: Spool | None = None
         self.sink: Sink = open_sink(config.conf, config.table)
         self.pending: list[_Batch] = []
+        self.coalescing: list[_Batch] = []  # spooling: gathered for one record, not yet acknowledged
         self.overflow: list[_Batch] = []  # could not be spooled (spool full): held, not acknowledged
+        self._segment: _Segment | None = None
+        self._chunk: _Chunk | None = None
+        self._isolate_until: tuple[int, int] | None = None  # (segment, record) replayed one record at a time
         self._first_pending = 0.0
+        self._first_coalesced = 0.0
         self._failing_since: float | None = None
         self._attempt = 0
         self._next_attempt = 0.0
@@ -121,12 +164,29 @@ class Worker:
         self._flush_requested = False  # the router asked to send what is buffered now
         self._last_stats = 0.0
         self._rng = random.Random()
-        if len(self.spool):
+        self._probe = _probe_target(config.conf)
+        if self._spooled_rows():
             self.state = "spooling"
+
+    def _open_spool(self, directory: Path) -> Spool:
+        return Spool(
+            directory,
+            max_bytes=self.config.spool_max_bytes,
+            segment_bytes=self.config.spool_segment_bytes,
+            fsync=self.config.spool_fsync,
+        )
+
+    def _spools(self) -> list[Spool]:
+        """Adopted spools first (older rows), then this shard's own."""
+        return [*self.adopted, self.spool]
+
+    def _spooled_rows(self) -> int:
+        return sum(s.state.rows for s in self._spools())
 
     # -- messages to the router -------------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:
         s = self.stats
+        spools = self._spools()
         return {
             "state": self.state,
             "rows_in": s.rows_in,
@@ -137,9 +197,10 @@ class Worker:
             "failed_flushes": s.failed_flushes,
             "flushes": s.flushes,
             "replayed": dict(s.replayed),
-            "spool_rows": self.spool.state.rows,
-            "spool_bytes": self.spool.state.bytes,
-            "quarantined": [dataclasses.asdict(q) for q in self.spool.state.quarantined],
+            "replayed_dead": dict(s.replayed_dead),
+            "spool_rows": sum(sp.state.rows for sp in spools),
+            "spool_bytes": sum(sp.state.bytes for sp in spools),
+            "quarantined": [dataclasses.asdict(q) for sp in spools for q in sp.state.quarantined],
             "flush_ms": s.flush_ms.to_dict(),
             "delay_ms": {ex: h.to_dict() for ex, h in s.delay_ms.items()},
             "alarm": self._alarm,
@@ -164,30 +225,35 @@ class Worker:
                 return 0
             if not self.overflow:
                 self._take_one(self._wait_time(now))
-                # Under load, coalesce whatever has already arrived into the same request.
-                while self.state == "normal" and not self.inbox.empty() and self.sink.nbytes < MAX_REQUEST_BYTES:
+                # Coalesce whatever has already arrived: into one request, or one spool record.
+                while not self.inbox.empty() and (self.state != "normal" or self.sink.nbytes < MAX_REQUEST_BYTES):
                     self._take_one(0)
             else:
                 time.sleep(min(0.05, max(self._next_attempt - now, 0.0)))
             now = time.monotonic()
             if self.state == "normal":
                 self._maybe_flush(now)
-            if self.state == "spooling" and now >= self._next_attempt:
-                self._replay(now)
+            if self.state == "spooling":
+                self._maybe_spool_coalesced(now)
+                if now >= self._next_attempt:
+                    self._replay()
             if self.overflow and now >= self._next_attempt:
                 self._spool_overflow()
             if now - self._last_stats >= STATS_INTERVAL:
                 self._send("stats")
 
     def _drained(self) -> bool:
-        """Done when nothing is held in memory: sent, or on disk after a failed last attempt."""
+        """Done when nothing is held in memory: sent, or on disk — while QuestDB takes the replay it goes
+        on (the drain bound stops it; the rest is replayed by the next start), after a failure it stops."""
         if self.overflow:
             return False
         if self.state == "normal":
             return not self.pending
-        return self._attempt > 0 or len(self.spool) == 0  # tried once since draining and failed
+        return not self.coalescing and (self._attempt > 0 or not self._spooled_rows())
 
     def _wait_time(self, now: float) -> float:
+        if self._draining:
+            return 0.0
         deadlines = [self._last_stats + STATS_INTERVAL]
         if self.pending and self.state == "normal":
             due = self.config.flush_interval
@@ -196,8 +262,8 @@ class Worker:
             deadlines.append(max(self._first_pending + due, self._next_attempt))
         if self.state == "spooling":
             deadlines.append(self._next_attempt)
-        if self._draining:
-            return 0.0
+            if self.coalescing:
+                deadlines.append(self._first_coalesced + self.config.spool_linger)
         return min(max(min(deadlines) - now, 0.0), 0.25)
 
     def _take_one(self, timeout: float) -> None:
@@ -209,10 +275,7 @@ class Worker:
             self._flush_requested = True
             return
         if kind in ("shutdown", "eof"):
-            self._draining = True
-            if self.state == "spooling":
-                self._attempt = 0  # one more replay attempt before giving up on draining
-            self._next_attempt = 0.0
+            self.request_drain()
             return
         batch: _Batch = item
         self.stats.rows_in += batch.decoded.rows
@@ -222,11 +285,14 @@ class Worker:
             self.sink.add(batch.decoded)
             self.pending.append(batch)
         else:
-            self._to_spool([batch])
+            if not self.coalescing:
+                self._first_coalesced = time.monotonic()
+            self.coalescing.append(batch)
 
     def request_drain(self) -> None:
-        """SIGTERM: finish what was received, flush or spool it, exit."""
+        """SIGTERM or shutdown: finish what was received, flush or spool it, exit."""
         self._draining = True
+        self._attempt = 0  # one more replay attempt before giving up on the spool
         self._next_attempt = 0.0
 
     # -- sending ----------------------------------------------------------------------------
@@ -257,12 +323,12 @@ class Worker:
             raise
         except FlushRejectedError as exc:
             if "does not exist" in exc.server_message:
-                self._failed(exc, rows, now)  # a missing table is set-up, not bad data: keep and alarm
+                self._failed(exc, rows)  # a missing table is set-up, not bad data: keep and alarm
             else:
                 self._isolate_rejected(exc)
             return
         except FlushError as exc:
-            self._failed(exc, rows, now)
+            self._failed(exc, rows)
             return
         self.stats.flush_ms.add((time.perf_counter() - started) * 1000)
         self._flush_requested = False
@@ -272,10 +338,8 @@ class Worker:
     def _confirmed(self, batches: list[_Batch]) -> None:
         now_ns = time.time_ns()
         for b in batches:
-            d = b.decoded
-            self._record_delay(d, now_ns)
-        rows = sum(b.decoded.rows for b in batches)
-        self.stats.rows_confirmed += rows
+            self._record_delay(b.decoded, now_ns)
+        self.stats.rows_confirmed += sum(b.decoded.rows for b in batches)
         self.stats.flushes += 1
         self._recovered()
         self._ack(batches, "confirmed")
@@ -293,22 +357,28 @@ class Worker:
         self._failing_since = None
         self._attempt = 0
         self._next_attempt = 0.0
-        self._alarm = ""
+        if not self.overflow:
+            self._alarm = ""
 
-    def _failed(self, exc: FlushError, rows: int, now: float) -> None:
-        self.stats.failed_flushes += 1
-        self.stats.rows_retried += rows
+    def _retry_later(self) -> None:
+        """One more failed attempt: the next is due after the backoff, counted from *now* (a failed
+        request may itself have taken seconds)."""
         self._attempt += 1
-        self._next_attempt = now + self._backoff()
+        self.stats.failed_flushes += 1
+        self._next_attempt = time.monotonic() + backoff_delay(
+            self._attempt, self.config.retry_initial, self.config.retry_max, self._rng
+        )
+
+    def _failed(self, exc: FlushError, rows: int) -> None:
+        self.stats.rows_retried += rows
+        self._retry_later()
+        now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
             log.warning("shard %d: flush of %d rows failed, retrying with backoff: %s", self.config.shard, rows, exc)
         if self._draining or now - self._failing_since >= self.config.spool_after:
             self._spill()
         self._send("stats")
-
-    def _backoff(self) -> float:
-        return backoff_delay(self._attempt, self.config.retry_initial, self.config.retry_max, self._rng)
 
     def _spill(self) -> None:
         """QuestDB stayed down: move every unconfirmed batch to the spool, in order."""
@@ -318,28 +388,43 @@ class Worker:
         log.warning("shard %d: QuestDB unavailable; spooling %d batch(es)", self.config.shard, len(batches))
         self._to_spool(batches)
 
+    def _maybe_spool_coalesced(self, now: float) -> None:
+        if self.coalescing and (
+            self._draining
+            or now - self._first_coalesced >= self.config.spool_linger
+            or sum(b.decoded.rows for b in self.coalescing) >= MAX_RECORD_ROWS
+        ):
+            batches, self.coalescing = self.coalescing, []
+            self._to_spool(batches)
+
     def _to_spool(self, batches: list[_Batch]) -> None:
-        done: list[_Batch] = []
-        for i, b in enumerate(batches):
-            if self.overflow:
-                self.overflow.extend(batches[i:])
-                break
+        """Append ``batches`` behind everything spooled, a few records for many batches; acknowledge
+        what is on disk. A full spool (bound or filesystem) keeps the rest in ``overflow``."""
+        if self.overflow:
+            self.overflow.extend(batches)
+            return
+        done = 0
+        for group in _groups(batches, self.config.spool_segment_bytes // 2):
+            rows = sum(b.decoded.rows for b in group)
             try:
-                self.spool.append(b.payload, b.decoded.rows)
+                self.spool.append(combine([b.payload for b in group]), rows)
             except SpoolFullError as exc:
+                if self._alarm != str(exc):
+                    log.error("shard %d: %s", self.config.shard, exc)
                 self._alarm = str(exc)
-                log.error("shard %d: %s", self.config.shard, exc)
-                self.overflow.extend(batches[i:])
-                break
-            done.append(b)
-            self.stats.rows_spooled += b.decoded.rows
-        self._ack(done, "spooled")
+                self.overflow.extend(batches[done:])
+                self._next_attempt = time.monotonic() + self.config.retry_max
+                return
+            done += len(group)
+            self.stats.rows_spooled += rows
+            self._ack(group, "spooled")
 
     def _spool_overflow(self) -> None:
         held, self.overflow = self.overflow, []
         self._to_spool(held)
-        if self.overflow:
-            self._next_attempt = time.monotonic() + self.config.retry_max
+        if not self.overflow:
+            log.warning("shard %d: spool has room again; %d held batch(es) spooled", self.config.shard, len(held))
+            self._alarm = ""
 
     def _isolate_rejected(self, exc: FlushRejectedError) -> None:
         """The server refused a request: resend batch by batch; dead-letter the ones refused alone."""
@@ -351,19 +436,20 @@ class Worker:
                 self.sink.send()
             except FlushRejectedError as alone:
                 self.sink.discard()
-                self._dead_letter(b, alone.server_message)
+                self._dead_letter(b.payload, b.decoded.rows, alone.server_message)
+                self._ack([b], "dead")
                 continue
             except FlushError as transport:
                 self.pending = batches[i:]
                 self.sink.discard()
                 for rest in self.pending:
                     self.sink.add(rest.decoded)
-                self._failed(transport, self.sink.rows, time.monotonic())
+                self._failed(transport, self.sink.rows)
                 return
             self._confirmed([b])
         log.warning("shard %d: a request was refused (%s); refused batches dead-lettered", self.config.shard, exc)
 
-    def _dead_letter(self, batch: _Batch, reason: str) -> None:
+    def _dead_letter(self, payload: bytes, rows: int, reason: str) -> None:
         if self.dead_letter is None:
             self.dead_letter = Spool(
                 Path(self.config.spool_dir) / "dead-letter" / f"shard-{self.config.shard}",
@@ -371,63 +457,194 @@ class Worker:
                 segment_bytes=self.config.spool_segment_bytes,
                 fsync="always",
             )
-        self.dead_letter.append(batch.payload, batch.decoded.rows)
+        self.dead_letter.append(payload, rows)
         with open(self.dead_letter.directory / "reasons.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"ts": time.time(), "rows": batch.decoded.rows, "reason": reason}) + "\n")
-        self.stats.rows_dead += batch.decoded.rows
-        self._alarm = f"server refused a batch of {batch.decoded.rows} rows: {reason[:200]}"
-        log.error("shard %d: dead-lettered %d rows: %s", self.config.shard, batch.decoded.rows, reason)
-        self._ack([batch], "dead")
+            f.write(json.dumps({"ts": time.time(), "rows": rows, "reason": reason}) + "\n")
+        self.stats.rows_dead += rows
+        self._alarm = f"server refused a batch of {rows} rows: {reason[:200]}"
+        log.error("shard %d: dead-lettered %d rows: %s", self.config.shard, rows, reason)
 
     # -- replay -----------------------------------------------------------------------------
-    def _replay(self, now: float) -> None:
-        """Send the oldest spool segment; delete it once every row is confirmed."""
-        oldest = self.spool.oldest()
-        if oldest is None:
-            self.state = "normal"
-            self._recovered()
+    def _replay(self) -> None:
+        """Send the next chunk of spooled records (the one already encoded, after a failure)."""
+        if self._chunk is None and not self._load_chunk():
+            if not self.coalescing and not self.overflow:
+                self.state = "normal"
+                self._recovered()
+                log.warning("shard %d: spool drained", self.config.shard)
+                self._send("replayed")
             return
-        number, records = oldest
-        replayed: dict[str, int] = {}
-        sent: list[Decoded] = []
+        if (self._attempt or self._draining) and not _answers(self._probe):
+            self._retry_later()  # down or hung: no request is made (and none can hang this loop)
+            self._log_replay_failure("QuestDB does not answer /ping")
+            return
         try:
-            for record in records:
-                d = decode(record.payload)
-                self.sink.add(d)
-                sent.append(d)
-                for ex, n in d.exchange_rows().items():
-                    replayed[ex] = replayed.get(ex, 0) + n
-                if self.sink.rows >= REPLAY_CHUNK_ROWS or self.sink.nbytes >= MAX_REQUEST_BYTES:
-                    self.sink.send()
             self.sink.send()
-        except FlushError as exc:
-            self.sink.discard()
-            self._attempt += 1
-            self.stats.failed_flushes += 1
-            self._next_attempt = now + self._backoff()
-            if self._attempt == 1 or self._attempt % 10 == 0:
-                log.warning("shard %d: spool replay failed (attempt %d): %s", self.config.shard, self._attempt, exc)
-            self._send("stats")
+        except FlushRejectedError as exc:
+            if "does not exist" in exc.server_message or self._isolate_until is not None:
+                self._replay_refused(exc)
+                return
+            self._isolate_chunk(exc)
             return
-        self.spool.remove(number)
+        except FlushError as exc:
+            self._retry_later()  # the chunk stays encoded in the sink for the next attempt
+            self._log_replay_failure(str(exc))
+            return
+        self._replayed_chunk()
+
+    def _log_replay_failure(self, reason: str) -> None:
+        if self._attempt == 1 or self._attempt % 10 == 0:
+            log.warning("shard %d: spool replay failed (attempt %d): %s", self.config.shard, self._attempt, reason)
+        self._send("stats")
+
+    def _load_chunk(self) -> bool:
+        """Decode the next records (about ``REPLAY_CHUNK_ROWS``) into the sink; False when nothing is left."""
+        seg = self._next_segment()
+        if seg is None:
+            return False
+        one_at_a_time = self._isolate_until is not None and self._isolate_until >= (seg.number, seg.done)
+        end = seg.done
+        decoded: list[Decoded] = []
+        while end < len(seg.records):
+            d = decode(seg.records[end].payload)
+            self.sink.add(d)
+            decoded.append(d)
+            end += 1
+            if one_at_a_time or self.sink.rows >= REPLAY_CHUNK_ROWS or self.sink.nbytes >= MAX_REQUEST_BYTES:
+                break
+        self._chunk = _Chunk(seg.done, end, decoded)
+        return True
+
+    def _next_segment(self) -> _Segment | None:
+        while True:
+            seg = self._segment
+            if seg is not None and seg.done < len(seg.records):
+                return seg
+            if seg is not None:
+                seg.spool.remove(seg.number)
+                self._segment = None
+                self._release_adopted(seg.spool)
+            source = next((s for s in self._spools() if len(s)), None)
+            if source is None:
+                return None
+            oldest = source.oldest()
+            assert oldest is not None
+            number, records = oldest
+            self._segment = _Segment(source, number, list(records))
+
+    def _release_adopted(self, spool: Spool) -> None:
+        """An adopted spool is empty: close it and remove its directory (kept if it has a quarantine)."""
+        if spool is self.spool or len(spool):
+            return
+        spool.close()
+        self.adopted.remove(spool)
+        with contextlib.suppress(OSError):
+            spool.directory.rmdir()
+        log.warning("shard %d: replayed every row of %s", self.config.shard, spool.directory)
+
+    def _past_chunk(self) -> _Segment:
+        """The loaded chunk is finished (confirmed or dead-lettered): move the segment's mark past it."""
+        seg, chunk = self._segment, self._chunk
+        assert seg is not None and chunk is not None
+        seg.done = chunk.end
+        self._chunk = None
+        if self._isolate_until is not None and (seg.number, seg.done) > self._isolate_until:
+            self._isolate_until = None
+        return seg
+
+    def _replayed_chunk(self) -> None:
+        chunk = self._chunk
+        assert chunk is not None
+        seg = self._past_chunk()
         now_ns = time.time_ns()
-        for d in sent:
+        for d in chunk.decoded:
             self._record_delay(d, now_ns)
-        for ex, n in replayed.items():
-            self.stats.replayed[ex] = self.stats.replayed.get(ex, 0) + n
-        self._attempt = 0
-        self._next_attempt = 0.0
-        if len(self.spool) == 0 and not self.overflow:
-            self.state = "normal"
-            self._recovered()
-            log.warning("shard %d: spool drained", self.config.shard)
+            _count(self.stats.replayed, d.exchange_rows())
+        if seg.done == len(seg.records):  # the whole segment is confirmed: delete it now
+            seg.spool.remove(seg.number)
+            self._segment = None
+            self._release_adopted(seg.spool)
+        self._recovered()
+        self._send("replayed")
+
+    def _isolate_chunk(self, exc: FlushRejectedError) -> None:
+        """A replay request was refused: go through its records one at a time."""
+        seg, chunk = self._segment, self._chunk
+        assert seg is not None and chunk is not None
+        self.sink.discard()
+        self._chunk = None
+        self._isolate_until = (seg.number, chunk.end - 1)
+        log.warning("shard %d: spool replay refused (%s); replaying record by record", self.config.shard, exc)
+
+    def _replay_refused(self, exc: FlushRejectedError) -> None:
+        """A missing table waits for the schema (alarm, retry); a record refused alone is dead-lettered."""
+        if "does not exist" in exc.server_message:
+            self._alarm = f"QuestDB refuses the rows: {exc.server_message[:200]}"
+            self._retry_later()
+            self._log_replay_failure(exc.server_message)
+            return
+        seg, chunk = self._segment, self._chunk
+        assert seg is not None and chunk is not None
+        self.sink.discard()
+        for index in range(chunk.start, chunk.end):
+            record = seg.records[index]
+            self._dead_letter(record.payload, record.rows, exc.server_message)
+        for d in chunk.decoded:
+            _count(self.stats.replayed_dead, d.exchange_rows())
+        self._past_chunk()
         self._send("replayed")
 
     def close(self) -> None:
-        self.spool.close()
+        for spool in self._spools():
+            spool.close()
         if self.dead_letter is not None:
             self.dead_letter.close()
         self.sink.close()
+
+
+def _count(book: dict[str, int], rows: dict[str, int]) -> None:
+    for ex, n in rows.items():
+        book[ex] = book.get(ex, 0) + n
+
+
+def _groups(batches: list[_Batch], max_bytes: int) -> list[list[_Batch]]:
+    """Consecutive batches in groups of at most ``MAX_RECORD_ROWS`` rows and about ``max_bytes``
+    (half a segment, so a record always fits a segment and a small spool bound) — one record each."""
+    groups: list[list[_Batch]] = []
+    rows = size = 0
+    for b in batches:
+        if not groups or rows + b.decoded.rows > MAX_RECORD_ROWS or size + len(b.payload) > max_bytes:
+            groups.append([])
+            rows = size = 0
+        groups[-1].append(b)
+        rows += b.decoded.rows
+        size += len(b.payload)
+    return groups
+
+
+def _probe_target(conf: str) -> tuple[str, int] | None:
+    """Host and port to ``/ping`` before a replay retry (plain HTTP only; None: no probe)."""
+    proto, keys = parse_conf(conf)
+    host, _, port = keys.get("addr", "").rpartition(":")
+    if proto != "http" or not host or not port.isdigit():
+        return None
+    return host, int(port)
+
+
+def _answers(target: tuple[str, int] | None) -> bool:
+    """Does QuestDB answer its ``/ping`` within ``PROBE_TIMEOUT``? A stopped (SIGSTOP) server accepts
+    the connection and never answers: a replay request to it would block this loop for the whole
+    request timeout, while intake waits."""
+    if target is None:
+        return True
+    conn = http.client.HTTPConnection(*target, timeout=PROBE_TIMEOUT)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status < 500
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
 
 
 def _reader(conn: Connection, inbox: queue.Queue[tuple[str, Any]]) -> None:
@@ -449,21 +666,35 @@ def _reader(conn: Connection, inbox: queue.Queue[tuple[str, Any]]) -> None:
 
 
 def worker_main(config: WorkerConfig, conn: Connection) -> None:
-    """Process entry point."""
+    """Process entry point. Exit codes: 0 drained, 3 fatal (reported, not restarted), 1 crashed
+    (traceback reported; the router restarts it up to ``sender.max_restarts`` times in a row)."""
     logging.basicConfig(level=config.log_level, format=f"%(asctime)s worker-{config.shard} %(levelname)s %(message)s")
     # Ctrl-C reaches the whole process group; the router decides when to drain us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker: Worker | None = None
+    code = 1
     try:
         worker = Worker(config, conn)
         signal.signal(signal.SIGTERM, lambda *_: worker.request_drain() if worker else None)
         threading.Thread(target=_reader, args=(conn, worker.inbox), name="reader", daemon=True).start()
         code = worker.run()
     except (TransportUnsupportedError, SpoolError) as exc:
-        with contextlib.suppress(OSError):
-            conn.send(("fatal", str(exc), {}))
-        code = 3
+        if isinstance(exc, SpoolFullError):  # only reached at start-up: a full disk is not fatal
+            _report(conn, "crash", traceback.format_exc())
+        else:
+            _report(conn, "fatal", str(exc))
+            code = 3
+    except BaseException:
+        _report(conn, "crash", traceback.format_exc())
     finally:
         if worker is not None:
-            worker.close()
+            try:
+                worker.close()
+            except Exception as exc:  # closing must not turn a drained exit into a crash
+                log.error("shard %d: error while closing: %s", config.shard, exc)
     os._exit(code)
+
+
+def _report(conn: Connection, kind: str, text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        conn.send((kind, text, {}))

@@ -22,8 +22,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_support import ErrorGroup
-from ..config import Settings, load_settings
+from ..cli_support import ErrorGroup, cli_settings
+from ..config import Settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,8 +41,7 @@ def _console() -> Console:
 
 def _settings(ctx: click.Context) -> Settings:
     """Settings as the other commands load them: the main group's --config, then env and files."""
-    config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
-    return load_settings(config)
+    return cli_settings(ctx)
 
 
 @contextmanager

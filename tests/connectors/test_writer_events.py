@@ -30,3 +30,5 @@ def test_unreachable_questdb_keeps_rows_in_the_backlog() -> None:
     assert events.health_writer.writer.last_error is not None
     assert len(events.health_writer.backlog) > 0 and len(events.gap_writer.backlog) > 0
     assert events.dropped == 0
+    assert events.waiting == len(events.health_writer.backlog) + len(events.gap_writer.backlog) > 0
+    events.close(timeout=5)

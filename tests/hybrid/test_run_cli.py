@@ -42,6 +42,7 @@ def test_compare_needs_hybrid_mode() -> None:
 def test_synthetic_hybrid_run_fills_buffer_and_questdb_alike(qdb: QuestDB, tmp_path: Path) -> None:
     report = tmp_path / "run.json"
     args = ["run", "--source", "synthetic", "--hybrid-mode", "--compare", "--seconds", "3", "--rate", "400"]
+    args.append("--migrate")  # run never changes the schema by itself
     result = CliRunner().invoke(main, [*args, "--burst-rate", "0", "--json", str(report)], env=_env(qdb, tmp_path))
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())

@@ -1,5 +1,6 @@
 """Schema migrations against the real QuestDB."""
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -8,8 +9,9 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from questdb_ingest.cli import main
-from questdb_ingest.errors import MigrationChecksumError
+from questdb_ingest.errors import MigrationChecksumError, TtlDecreaseError
 from questdb_ingest.resources import resource
+from questdb_ingest.store import queries
 from questdb_ingest.store.migrations import applied_versions, migrate
 from tests.conftest import QuestDB, scoped_settings
 
@@ -84,23 +86,62 @@ def test_new_migration_is_applied_after_the_first(qdb: QuestDB, tmp_path: Path) 
         )
 
 
-def test_ttl_setting_change_is_reconciled(qdb: QuestDB) -> None:
+TTL_TABLES = ("trades", "exchange_health", "listing_events", "gaps", "shadow_compare", "rollout_events", "candles_1m")
+
+
+def _ttls(conn: object, prefix: str) -> dict[str, int]:
+    """TTL in days per table (QuestDB reports 14 days as 2 WEEK)."""
+    rows = conn.execute(  # type: ignore[attr-defined]
+        "SELECT table_name, ttlValue, ttlUnit FROM tables() WHERE table_name LIKE %s", (f"{prefix}%",)
+    ).fetchall()
+    unit = {"DAY": 1, "WEEK": 7}
+    return {
+        str(name).removeprefix(prefix): int(value) * unit[str(u)]
+        for name, value, u in rows
+        if str(name).removeprefix(prefix) in TTL_TABLES
+    }
+
+
+def test_ttl_increase_is_applied_and_a_decrease_needs_consent(qdb: QuestDB) -> None:
     prefix = qdb.new_prefix()
     with qdb.conn() as conn:
         migrate(conn, scoped_settings(prefix))
-        report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}))
-    assert sorted(report.ttl_changed) == sorted(
-        f"{prefix}{t}"
-        for t in (
-            "trades",
-            "exchange_health",
-            "listing_events",
-            "gaps",
-            "shadow_compare",
-            "rollout_events",
-            "candles_1m",
-        )
-    )
+        report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 60}))
+        assert sorted(c.table for c in report.ttl_changed) == sorted(f"{prefix}{t}" for t in TTL_TABLES)
+        assert _ttls(conn, prefix) == dict.fromkeys(TTL_TABLES, 60)
+        with pytest.raises(TtlDecreaseError, match=r"schema\.ttl_days.*60 → 14 days"):
+            migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}))
+        assert _ttls(conn, prefix) == dict.fromkeys(TTL_TABLES, 60)  # refused: nothing changed
+        report = migrate(conn, scoped_settings(prefix, schema={"ttl_days": 14}), allow_ttl_decrease=True)
+        assert {c.table for c in report.ttl_changed if c.decrease} == {f"{prefix}{t}" for t in TTL_TABLES}
+        assert _ttls(conn, prefix) == dict.fromkeys(TTL_TABLES, 14)
+
+
+def test_db_migrate_refuses_a_ttl_decrease_listing_what_it_drops(qdb: QuestDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    prefix = qdb.new_prefix()
+    monkeypatch.setenv("PUMPWATCH_SCHEMA_TABLE_PREFIX", prefix)
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "migrate", "--ttl-days", "90"]).exit_code == 0
+    old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=45)
+    with qdb.conn() as conn:
+        for i, ts in enumerate((old, old + dt.timedelta(minutes=1), dt.datetime.now(dt.UTC).replace(tzinfo=None))):
+            conn.execute(
+                sql.SQL("INSERT INTO {} (ts, exchange, market_type, symbol, price, quantity, side, trade_id) "
+                        "VALUES (%s, 'binance', 'spot', 'BTC-USDT', 1.0, 1.0, 'buy', %s)").format(
+                    sql.Identifier(f"{prefix}trades")),
+                (ts, str(i)),
+            )  # fmt: skip
+        queries.wait_visible(conn, f"{prefix}trades")
+    refused = runner.invoke(main, ["db", "migrate"])  # schema.ttl_days is back at its default, 30
+    assert refused.exit_code == 2, refused.output
+    day = old.strftime("%Y-%m-%d")
+    assert f"{prefix}trades: TTL 90 → 30 days: drops 1 partition(s) {day} … {day} holding 2 row(s)" in refused.output
+    assert "--allow-ttl-decrease" in refused.output
+    status = runner.invoke(main, ["db", "status"])
+    assert f"{prefix}trades: TTL 90 → 30 days" in status.output
+    applied = runner.invoke(main, ["db", "migrate", "--allow-ttl-decrease"])
+    assert applied.exit_code == 0, applied.output
+    assert f"TTL changed: {prefix}trades: TTL 90 → 30 days: drops 1 partition(s)" in applied.output
 
 
 def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

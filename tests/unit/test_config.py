@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from questdb_ingest.config import load_settings
+from questdb_ingest.config import config_candidates, load_settings
 from questdb_ingest.errors import ConfigError
 
 
@@ -82,6 +82,61 @@ def test_table_prefix_applies_to_every_table() -> None:
     ],
 )
 def test_bad_sender_settings_name_the_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, overrides={"sender": {key: value}})
+    assert info.value.key == f"sender.{key}"
+
+
+def test_state_paths_live_under_one_root_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    seen = set()
+    for cwd in (tmp_path / "a", tmp_path / "b"):
+        cwd.mkdir()
+        monkeypatch.chdir(cwd)
+        s = load_settings(env={"HOME": str(home)})
+        seen.add((s.state.dir, s.sender.spool_dir, s.connectors.dead_letter_dir, s.hybrid.rollout_state))
+    root = home / ".local" / "share" / "pumpwatch"
+    assert seen == {(str(root), str(root / "spool"), str(root / "dead-letter/frames"), str(root / "rollout.json"))}
+    s = load_settings(env={"HOME": str(home), "XDG_DATA_HOME": str(tmp_path / "data")})
+    assert s.questdb.data_dir == str(tmp_path / "data" / "pumpwatch" / "questdb")
+    s = load_settings(env={"PUMPWATCH_STATE_DIR": "rel", "PUMPWATCH_SENDER_SPOOL_DIR": "/abs/spool"})
+    assert s.state.dir == str(tmp_path / "b" / "rel") and s.sender.spool_dir == "/abs/spool"
+    assert s.hybrid.export_dir == str(tmp_path / "b" / "rel" / "listings")
+
+
+def test_config_is_found_in_the_usual_places_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    xdg = tmp_path / "xdg" / "pumpwatch"
+    xdg.mkdir(parents=True)
+    (xdg / "pumpwatch.toml").write_text('[schema]\ntable_prefix = "user_"\n[state]\ndir = "state"\n')
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    s = load_settings(env=env)
+    assert s.config_file == str(xdg / "pumpwatch.toml") and s.schema.table_prefix == "user_"
+    assert s.state.dir == str(xdg / "state")  # relative to the config file, not the working directory
+    (tmp_path / "pumpwatch.toml").write_text('[schema]\ntable_prefix = "here_"\n')
+    assert load_settings(env=env).schema.table_prefix == "here_"  # ./pumpwatch.toml comes first
+    named = tmp_path / "named.toml"
+    named.write_text('[schema]\ntable_prefix = "named_"\n')
+    assert load_settings(env=env | {"PUMPWATCH_CONFIG": str(named)}).schema.table_prefix == "named_"
+    assert [str(p) for p in config_candidates(env)] == [
+        "pumpwatch.toml",
+        str(xdg / "pumpwatch.toml"),
+        "/etc/pumpwatch/pumpwatch.toml",
+    ]
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes('[schema]\ntable_prefix = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text") as info:
+        load_settings(cfg, env={})
+    assert info.value.key == "config"
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_restarts", 0), ("drain_timeout", 0), ("spool_linger", -1)])
+def test_bad_new_sender_settings_name_the_key(key: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(env={}, overrides={"sender": {key: value}})
     assert info.value.key == f"sender.{key}"

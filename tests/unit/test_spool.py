@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from questdb_ingest.errors import SpoolFullError
-from questdb_ingest.sender.spool import HEADER_BYTES, Spool
+from questdb_ingest.errors import SpoolDiskFullError, SpoolFullError
+from questdb_ingest.sender.spool import HEADER_BYTES, Spool, SpoolLock, shard_directories
+from tests.conftest import IN_CI
+from tests.drills.harness import can_fault_filesystems
 
 
 def _records(spool: Spool) -> list[tuple[bytes, int]]:
@@ -98,3 +102,80 @@ def test_a_full_spool_refuses_loudly_and_keeps_what_it_has(tmp_path: Path) -> No
 def test_unknown_fsync_policy_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fsync"):
         Spool(tmp_path, fsync="sometimes")
+
+
+def test_a_full_filesystem_leaves_whole_records_and_keeps_the_batch_with_the_caller(tmp_path: Path) -> None:
+    """A real, tiny filesystem: the write that does not fit is cut back off the segment, raised as
+    ``SpoolDiskFullError`` (a ``SpoolFullError``: the caller keeps the rows), and once space is freed
+    appends go on behind the whole records, which all replay."""
+    why = can_fault_filesystems()
+    if why:
+        (pytest.fail if IN_CI else pytest.skip)(why)
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        spool = Spool(mount / "shard-0", segment_bytes=1 << 20, max_bytes=1 << 30)
+        written = 0
+        error: SpoolDiskFullError | None = None
+        while error is None and written < 1000:
+            try:
+                spool.append(_payload(written, 10_000), rows=1)
+                written += 1
+            except SpoolDiskFullError as exc:
+                error = exc
+        assert error is not None and "filesystem holding spool" in str(error) and "is full" in str(error)
+        assert written > 5
+        segment = next((mount / "shard-0").glob("*.seg"))
+        assert segment.stat().st_size == written * (HEADER_BYTES + 10_000)  # no partial record left
+        assert spool.state.records == written
+        with pytest.raises(SpoolFullError):  # nothing freed yet: the same record still does not fit
+            spool.append(_payload(written, 10_000), rows=1)
+        number, records = spool.oldest()  # type: ignore[misc]
+        assert [r.payload for r in records] == [_payload(i, 10_000) for i in range(written)]
+        spool.remove(number)  # replayed: the space is free again
+        spool.append(_payload(written, 10_000), rows=1)
+        spool.close()
+        assert _records(Spool(mount / "shard-0")) == [(_payload(written, 10_000), 1)]
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_spool_root_belongs_to_one_process(tmp_path: Path) -> None:
+    first = SpoolLock(tmp_path)
+    first.acquire()
+    try:
+        code = f"import sys; from questdb_ingest.sender.spool import SpoolLock\nSpoolLock({str(tmp_path)!r}).acquire()"
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert other.returncode != 0
+        assert f"is in use by pid {os.getpid()}" in other.stderr and "SpoolLockedError" in other.stderr
+    finally:
+        first.release()
+    again = SpoolLock(tmp_path)
+    again.acquire()  # released: free for the next process
+    again.release()
+
+
+def test_quarantined_records_report_the_rows_their_header_announced(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for i in range(3):
+        spool.append(_payload(i), rows=7)
+    spool.close()
+    segment = next(tmp_path.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[HEADER_BYTES + 5] ^= 0xFF  # corrupt the first record's payload
+    segment.write_bytes(bytes(data[: len(data) - 10]))  # and tear the last one
+    reopened = Spool(tmp_path)
+    assert [(q.reason.split(":")[0], q.rows) for q in reopened.state.quarantined] == [
+        ("checksum mismatch", 7),
+        ("torn record", 7),
+    ]
+    assert reopened.state.rows == 7
+
+
+def test_shard_directories_lists_every_shard_whatever_the_worker_count(tmp_path: Path) -> None:
+    for name in ("shard-0", "shard-3", "shard-12", "dead-letter", "shard-x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "shard-5").write_text("not a directory")
+    assert sorted(shard_directories(tmp_path)) == [0, 3, 12]
+    assert shard_directories(tmp_path / "missing") == {}

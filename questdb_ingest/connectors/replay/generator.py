@@ -81,6 +81,7 @@ class _Venue:
     next_id: int
     ranks: dict[str, int]  # venue symbol → position in the venue's list (weight)
     whole_contracts: bool  # every quantity is a whole number of contracts, even at multiplier 1
+    per_instrument_ids: bool = False  # ids count up per instrument (as Binance's do), not per venue
     weight_sum: float = 0.0
     active: int = 0
 
@@ -90,6 +91,7 @@ class _Book:
     venue: _Venue
     inst: Instrument
     symbol: str
+    next_id: int = 0
 
 
 class TradeGenerator:
@@ -121,15 +123,20 @@ class TradeGenerator:
         instruments: Sequence[Instrument],
         *,
         whole_contracts: bool | None = None,
+        per_instrument_ids: bool = False,
     ) -> None:
         """A connector and its listed instruments.
 
         ``whole_contracts`` defaults to "some instrument has a contract size": such a venue quotes
         sizes in contracts, so its multiplier-1 instruments must trade whole units too.
+        ``per_instrument_ids``: trade ids count up by one per instrument (the venue's
+        ``contiguous_ids``), so a client can tell from them that trades were missed.
         """
         if whole_contracts is None:
             whole_contracts = any(i.size_num != i.size_den for i in instruments)
-        self._venues[connector] = _Venue(connector, exchange, market_type, self.id_base, {}, whole_contracts)
+        self._venues[connector] = _Venue(
+            connector, exchange, market_type, self.id_base, {}, whole_contracts, per_instrument_ids
+        )
         self._instruments[connector] = {}
         for inst in instruments:
             self.add_instrument(connector, inst)
@@ -160,7 +167,7 @@ class TradeGenerator:
             return False
         venue = self._venues[connector]
         self._index[(connector, venue_symbol)] = len(self._books)
-        self._books.append(_Book(venue, inst, inst.symbol))
+        self._books.append(_Book(venue, inst, inst.symbol, self.id_base))
         venue.weight_sum += venue.ranks[venue_symbol] ** -_ZIPF
         venue.active += 1
         price = start_price(inst.base, inst.quote, self.seed)
@@ -236,8 +243,12 @@ class TradeGenerator:
         for i, count, s in zip(nz.tolist(), c.tolist(), starts.tolist(), strict=True):
             book = books[i]
             venue = book.venue
-            first = venue.next_id
-            venue.next_id = first + count
+            if venue.per_instrument_ids:
+                first = book.next_id
+                book.next_id = first + count
+            else:
+                first = venue.next_id
+                venue.next_id = first + count
             e = s + count
             ex, mt, sym = venue.exchange, venue.market_type, book.symbol
             seg_p = prices[s:e]

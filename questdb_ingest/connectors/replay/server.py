@@ -218,7 +218,10 @@ class ReplayServer:
                 raise ConfigError("replay.connectors", f"{name}: its venue module is not available ({exc})") from None
             self._venues[name] = _Venue(name, proto, self.config.recent_limit)
             spec = proto.spec
-            self.generator.add_venue(name, spec.exchange, spec.market_type, universe(proto, self.config.symbols))
+            self.generator.add_venue(
+                name, spec.exchange, spec.market_type, universe(proto, self.config.symbols),
+                per_instrument_ids=proto.contiguous_ids,
+            )  # fmt: skip
         if self.config.session_dir is not None:
             self._load_session(self.config.session_dir)
         self._runner: web.AppRunner | None = None

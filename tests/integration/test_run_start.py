@@ -1,0 +1,88 @@
+"""``pumpwatch run`` at start-up: it checks the schema and never changes it, prints where its files
+are, and shows losses it finds in the spool — the real command, as a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from questdb_ingest.connectors import SyntheticMarket
+from questdb_ingest.sender.codec import encode_batch
+from questdb_ingest.sender.spool import HEADER_BYTES, Spool
+from questdb_ingest.store.migrations import migrate
+
+from ..conftest import QuestDB, scoped_settings
+
+pytestmark = pytest.mark.questdb
+
+
+def _run(qdb: QuestDB, prefix: str, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(
+        PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
+        PUMPWATCH_STATE_DIR=str(state),
+        PUMPWATCH_QUESTDB_PG_PORT=str(qdb.settings.questdb.pg_port),
+        PUMPWATCH_QUESTDB_HTTP_PORT=str(qdb.settings.questdb.http_port),
+        PUMPWATCH_SENDER_WORKERS="1",
+    )
+    cmd = [sys.executable, "-m", "questdb_ingest.cli", "run", "--source", "synthetic", "--rate", "200", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _ttl_days(qdb: QuestDB, table: str) -> tuple[int, str]:
+    with qdb.conn() as conn:
+        row = conn.execute("SELECT ttlValue, ttlUnit FROM tables() WHERE table_name = %s", (table,)).fetchone()
+    assert row is not None
+    return int(str(row[0])), str(row[1])
+
+
+def test_run_refuses_an_out_of_date_schema_and_migrate_applies_it(qdb: QuestDB, tmp_path: Path) -> None:
+    prefix = qdb.new_prefix()
+    refused = _run(qdb, prefix, tmp_path / "state", "--seconds", "1")
+    assert refused.returncode == 1, refused.stderr
+    assert "4 pending migration(s)" in refused.stderr and "pumpwatch db migrate" in refused.stderr
+    assert "nothing was captured" in refused.stderr and "Traceback" not in refused.stderr
+    with qdb.conn() as conn:
+        assert conn.execute("SELECT count() FROM tables() WHERE table_name LIKE %s", (f"{prefix}%",)).fetchone() == (0,)
+    applied = _run(qdb, prefix, tmp_path / "state", "--seconds", "2", "--migrate")
+    assert applied.returncode == 0, applied.stderr
+    assert "applied 001_core_tables.sql, 002_gaps.sql, 003_hybrid.sql, 004_candles.sql" in applied.stderr
+
+
+def test_run_never_changes_a_tables_ttl(qdb: QuestDB, tmp_path: Path) -> None:
+    """Started where the operator's config (ttl_days = 60) is not found, run must not fall back to
+    30 days and let QuestDB drop a month of partitions."""
+    prefix = qdb.new_prefix()
+    with qdb.conn() as conn:
+        migrate(conn, scoped_settings(prefix, schema={"ttl_days": 60}))
+    assert _ttl_days(qdb, f"{prefix}trades") == (60, "DAY")
+    done = _run(qdb, prefix, tmp_path / "state", "--seconds", "2")
+    assert done.returncode == 0, done.stderr
+    assert _ttl_days(qdb, f"{prefix}trades") == (60, "DAY")
+    assert f"{prefix}trades: TTL 60 → 30 days" in done.stderr and "run does not change it" in done.stderr
+
+
+def test_run_prints_its_paths_and_shows_quarantined_spool_rows(qdb: QuestDB, tmp_path: Path) -> None:
+    prefix = qdb.new_prefix()
+    with qdb.conn() as conn:
+        migrate(conn, scoped_settings(prefix))
+    state = tmp_path / "state"
+    spool = Spool(state / "spool" / "shard-0")
+    market = SyntheticMarket(symbols=5, seed=8, run_id="quarantine")
+    for _ in range(3):
+        spool.append(encode_batch(market.batch(400)).to_pybytes(), 400)
+    spool.close()
+    segment = next((state / "spool" / "shard-0").glob("*.seg"))
+    os.truncate(segment, segment.stat().st_size - HEADER_BYTES)  # the last record torn
+    done = _run(qdb, prefix, state, "--seconds", "3", "--rate", "0", "--burst-rate", "0")
+    assert done.returncode == 0, done.stderr
+    assert f"spool: {state / 'spool'}" in done.stderr.replace("  ", " ")
+    assert f"state: {state}" in done.stderr.replace("  ", " ")
+    out = " ".join(done.stdout.split())
+    assert "NOT balanced: 400 row(s) quarantined from the spool" in out
+    assert "ALARM 400 spooled row(s) were quarantined as damaged and are not stored" in out
+    assert "recovered 800" in out and "replayed 800" in out
