@@ -4,7 +4,9 @@ The router shards each batch by a stable hash of (exchange, symbol), so every sy
 always lands on the same worker and keeps its order. Each shard's rows travel as one Arrow IPC
 stream: symbol-like columns dictionary-encoded (a few bytes per row), numbers as raw buffers,
 never one pickled object per trade. The same payload is what the spool stores, so a spooled
-record replays through exactly the code path a live batch takes.
+record replays through exactly the code path a live batch takes — and it names its table in the
+schema metadata, so a spool replayed by a sender configured for another table prefix (a
+benchmark, a renamed environment) still lands every row where it was meant to go.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import ValidationError
 from ..models import MARKET_TYPES, NO_SEQUENCE, SIDES, TradeBatch
 
 _DICT_COLUMNS = ("exchange", "market_type", "symbol", "side")
+TABLE_KEY = b"pumpwatch.table"
 _TYPES_MAPPER = {pa.int64(): pd.Int64Dtype()}.get
 
 
@@ -64,10 +67,11 @@ class _Factorized:
 class ShardRouter:
     """Splits batches into per-shard Arrow payloads; caches the shard of each (exchange, symbol)."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, table: str = "") -> None:
         if shards < 1:
             raise ValueError("shards must be >= 1")
         self.shards = shards
+        self.table = table
         self._cache: dict[tuple[str, str], int] = {}
 
     def _shard(self, exchange: str, symbol: str) -> int:
@@ -122,7 +126,7 @@ class ShardRouter:
                     continue
             counts = np.bincount(ex.codes[index], minlength=len(ex.uniques))
             exchange_rows = {ex.uniques[i]: int(c) for i, c in enumerate(counts) if c}
-            payload = _encode(batch, cols, trade_ids, index)
+            payload = _encode(batch, cols, trade_ids, index, self.table)
             parts.append(ShardPart(shard, int(sum(exchange_rows.values())), payload, exchange_rows))
         return parts
 
@@ -139,6 +143,7 @@ def _encode(
     cols: dict[str, _Factorized],
     trade_ids: pa.StringArray,
     index: npt.NDArray[np.intp] | slice,
+    table: str = "",
 ) -> pa.Buffer:
     seq = batch.sequence_number[index]
     record = pa.record_batch(
@@ -153,7 +158,8 @@ def _encode(
             "trade_id": trade_ids if isinstance(index, slice) else trade_ids.take(pa.array(index)),
             "sequence_number": pa.array(seq, pa.int64(), mask=seq == NO_SEQUENCE),
             "recv_ts": pa.array(batch.recv_ns[index].view("datetime64[ns]")),
-        }
+        },
+        metadata={TABLE_KEY: table.encode()} if table else None,
     )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, record.schema) as writer:
@@ -168,16 +174,24 @@ def combine(payloads: list[bytes]) -> bytes:
     if len(payloads) == 1:
         return payloads[0]
     tables = [pa.ipc.open_stream(pa.py_buffer(p)).read_all() for p in payloads]
-    table = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+    names = {t.schema.metadata.get(TABLE_KEY) if t.schema.metadata else None for t in tables}
+    if len(names) > 1:
+        raise ValueError(f"cannot combine payloads for different tables: {sorted(map(str, names))}")
+    table = (
+        pa.concat_tables(tables)
+        .unify_dictionaries()
+        .combine_chunks()
+        .replace_schema_metadata(tables[0].schema.metadata)
+    )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return bytes(sink.getvalue().to_pybytes())
 
 
-def encode_batch(batch: TradeBatch) -> pa.Buffer:
+def encode_batch(batch: TradeBatch, table: str = "") -> pa.Buffer:
     """One payload for a whole batch (no sharding): used by tests and tools."""
-    return ShardRouter(1).split(batch)[0].payload
+    return ShardRouter(1, table).split(batch)[0].payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +202,7 @@ class Decoded:
     ts_ns: npt.NDArray[np.int64]
     exchange_codes: npt.NDArray[np.int32]
     exchanges: list[str]
+    table: str = ""  # the table it was meant for ("": the sender's own)
 
     @property
     def rows(self) -> int:
@@ -204,11 +219,13 @@ def decode(payload: bytes | memoryview | pa.Buffer) -> Decoded:
     exchange = (
         table.column("exchange").chunk(0) if table.num_rows else pa.array([], pa.dictionary(pa.int32(), pa.string()))
     )
+    meta = table.schema.metadata or {}
     return Decoded(
         frame=table.to_pandas(types_mapper=_TYPES_MAPPER),
         ts_ns=table.column("ts").cast(pa.int64()).to_numpy(),
         exchange_codes=exchange.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
         exchanges=exchange.dictionary.to_pylist(),
+        table=meta.get(TABLE_KEY, b"").decode(),
     )
 
 

@@ -145,7 +145,7 @@ class ShardedSender:
             log_level=worker_log_level,
         )
         self._ctx = multiprocessing.get_context("spawn")
-        self._router = ShardRouter(self.workers)
+        self._router = ShardRouter(self.workers, self.table)
         self._shards = [_Shard(i) for i in range(self.workers)]
         self._cond = threading.Condition()
         self._next_id = 0

@@ -82,7 +82,7 @@ class IlpSink:
         return len(self._buffer)
 
     def add(self, batch: Decoded) -> None:
-        self._buffer.dataframe(batch.frame, table_name=self.table, symbols=_SYMBOLS, at="ts")
+        self._buffer.dataframe(batch.frame, table_name=batch.table or self.table, symbols=_SYMBOLS, at="ts")
         self._rows += batch.rows
 
     def send(self) -> None:
@@ -137,7 +137,7 @@ class WebSocketSink:
         while self._pending:
             batch = self._pending[0]
             try:
-                db.dataframe(batch.frame, table_name=self.table, symbols=_SYMBOLS, at="ts")
+                db.dataframe(batch.frame, table_name=batch.table or self.table, symbols=_SYMBOLS, at="ts")
             except questdb.QuestDBError as exc:
                 raise classify_flush_error(self.table, self.rows, exc) from exc
             self._pending.pop(0)

@@ -609,11 +609,17 @@ def _count(book: dict[str, int], rows: dict[str, int]) -> None:
 
 def _groups(batches: list[_Batch], max_bytes: int) -> list[list[_Batch]]:
     """Consecutive batches in groups of at most ``MAX_RECORD_ROWS`` rows and about ``max_bytes``
-    (half a segment, so a record always fits a segment and a small spool bound) — one record each."""
+    (half a segment, so a record always fits a segment and a small spool bound), all for one
+    table — one record each."""
     groups: list[list[_Batch]] = []
     rows = size = 0
     for b in batches:
-        if not groups or rows + b.decoded.rows > MAX_RECORD_ROWS or size + len(b.payload) > max_bytes:
+        if (
+            not groups
+            or rows + b.decoded.rows > MAX_RECORD_ROWS
+            or size + len(b.payload) > max_bytes
+            or b.decoded.table != groups[-1][0].decoded.table
+        ):
             groups.append([])
             rows = size = 0
         groups[-1].append(b)

@@ -26,7 +26,7 @@ from questdb_ingest.sender.sinks import transport_conf
 from questdb_ingest.sender.spool import HEADER_BYTES, Spool
 from questdb_ingest.store.pg import connect
 from tests.conftest import QuestDB
-from tests.integration.sender_helpers import count_distinct, sender_settings, wait_ready
+from tests.integration.sender_helpers import count_distinct, sender_settings, wait_ready, wait_until
 
 
 def test_a_million_trades_through_four_workers_arrive_exactly_once_in_order(qdb: QuestDB, tmp_path: Path) -> None:
@@ -131,6 +131,26 @@ def test_a_torn_spool_segment_replays_its_good_records_and_reports_the_torn_one(
     assert metrics.books.quarantined == 1_000 and not metrics.books.balanced
     assert count_distinct(settings) == (4_000, 4_000)
     assert not list((spool_dir / "shard-0").glob("*.seg"))
+
+
+def test_spooled_rows_land_in_the_table_they_were_spooled_for(qdb: QuestDB, tmp_path: Path) -> None:
+    """One state root, several table prefixes (a benchmark, a renamed environment): a record names
+    its table, so replaying it from a sender configured for another prefix does not misplace it.
+    A record from before tables were named goes to the replaying sender's own table."""
+    spool_dir = tmp_path / "spool"
+    other = sender_settings(qdb.settings, qdb.new_prefix(), spool_dir)
+    settings = sender_settings(qdb.settings, qdb.new_prefix(), spool_dir, workers=1)
+    market = SyntheticMarket(symbols=10, seed=42, run_id="tables")
+    spool = Spool(spool_dir / "shard-0")
+    spool.append(encode_batch(market.batch(1_500), table=other.table("trades")), rows=1_500)
+    spool.append(encode_batch(market.batch(700)), rows=700)  # unnamed: the replaying sender's table
+    spool.close()
+    with ShardedSender(settings) as sender:
+        wait_ready(sender)
+        wait_until(lambda: sender.metrics().books.spooled_now == 0, 60, "the spool to drain")
+    assert sender.metrics().books.replayed == 2_200
+    assert count_distinct(other) == (1_500, 1_500)
+    assert count_distinct(settings) == (700, 700)
 
 
 def test_sigterm_stops_intake_drains_and_exits_zero(qdb: QuestDB, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from questdb_ingest.connectors import SyntheticMarket
 from questdb_ingest.errors import ValidationError
 from questdb_ingest.models import NO_SEQUENCE, TradeBatch
-from questdb_ingest.sender.codec import ShardRouter, decode, encode_batch, shard_of, to_batch
+from questdb_ingest.sender.codec import ShardRouter, combine, decode, encode_batch, shard_of, to_batch
 
 
 def _batch(rows: int = 5000) -> TradeBatch:
@@ -72,3 +72,13 @@ def test_bad_rows_are_rejected_with_field_and_row(column: str, value: object, fi
 
 def test_empty_batch_has_no_parts() -> None:
     assert ShardRouter(2).split(TradeBatch.empty()) == []
+
+
+def test_a_payload_names_its_table_and_combining_keeps_it() -> None:
+    named = [encode_batch(_batch(), table="x_trades").to_pybytes() for _ in range(2)]
+    assert decode(named[0]).table == "x_trades"
+    merged = decode(combine(named))
+    assert merged.table == "x_trades" and merged.rows == 2 * len(_batch())
+    assert decode(encode_batch(_batch()).to_pybytes()).table == ""
+    with pytest.raises(ValueError, match="different tables"):
+        combine([named[0], encode_batch(_batch()).to_pybytes()])
