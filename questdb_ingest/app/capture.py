@@ -27,7 +27,7 @@ from ..connectors.pipeline import Pipeline, SenderSink, WriterEvents
 from ..connectors.registry import Connector, select
 from ..connectors.replay_process import ReplayProcess
 from ..connectors.run import SyntheticRun, run_feeds, run_synthetic
-from ..errors import MigrationError, PumpwatchError, SenderError, UnstoredRowsError
+from ..errors import MigrationError, PumpwatchError, SchemaPendingError, SenderError, UnstoredRowsError
 from ..load import LoadPattern
 from ..sender import SenderMetrics, ShardedSender
 from ..store.migrations import check_schema, migrate
@@ -188,7 +188,6 @@ class Capture:
                 self.settings = _with_base_url(self.settings, server.base_url)
             elif o.replay_url:
                 self.settings = _with_base_url(self.settings, o.replay_url)
-            self.schema.settings = self.settings
             self.connectors = select(self.settings.connectors.enabled)
             self._check_schema()
             self.sender = ShardedSender(self.settings, workers=o.workers).start()
@@ -211,8 +210,6 @@ class Capture:
         return self
 
     def _check_schema(self) -> None:
-        from ..errors import SchemaPendingError
-
         state = self.schema.check()
         if state == "pending":
             raise SchemaPendingError(

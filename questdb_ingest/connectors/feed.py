@@ -256,20 +256,17 @@ class Feed:
             raise
         except SenderError as exc:
             self.stats.unsent += len(batch)
-            self._halt(exc)
+            self.halt(exc)
 
     def _late_outcome(self, task: asyncio.Future[None], rows: int) -> None:
         exc = None if task.cancelled() else task.exception()
         if isinstance(exc, SenderError):
             self.stats.unsent += rows
-            self._halt(exc)
+            self.halt(exc)
 
     def halt(self, exc: SenderError) -> None:
-        """Stop intake because the sink failed elsewhere (another feed saw it first)."""
-        self._halt(exc)
-
-    def _halt(self, exc: SenderError) -> None:
-        """The sink can take no more: stop intake now (close sockets, no reconnect) and say so."""
+        """The sink can take no more (seen here or by another feed): stop intake now — close the
+        sockets, no reconnect, no new subscriptions — and say so."""
         if self.halted is not None:
             return
         self.halted = exc
@@ -350,6 +347,8 @@ class Feed:
 
     async def refresh(self) -> list[Instrument]:
         """Re-read the symbol list; subscribe what is new. Returns the new instruments."""
+        if self._stopping:
+            return []
         try:
             found = await self.proto.fetch_instruments(self.rest)
         except Exception as exc:  # keep the current subscriptions; try again next period

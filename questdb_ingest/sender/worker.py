@@ -146,6 +146,8 @@ class Worker:
         root = Path(config.spool_dir)
         self.spool = self._open_spool(root / f"shard-{config.shard}")
         self.adopted = [self._open_spool(root / f"shard-{index}") for index in config.adopt]
+        for spool in list(self.adopted):
+            self._release_adopted(spool)  # nothing left in it (an earlier incarnation replayed it)
         self.dead_letter: Spool | None = None
         self.sink: Sink = open_sink(config.conf, config.table)
         self.pending: list[_Batch] = []
@@ -533,14 +535,14 @@ class Worker:
             self._segment = _Segment(source, number, list(records))
 
     def _release_adopted(self, spool: Spool) -> None:
-        """An adopted spool is empty: close it and remove its directory (kept if it has a quarantine)."""
+        """An adopted spool that is empty: close it and remove its directory (kept if it has a quarantine)."""
         if spool is self.spool or len(spool):
             return
         spool.close()
         self.adopted.remove(spool)
         with contextlib.suppress(OSError):
             spool.directory.rmdir()
-        log.warning("shard %d: replayed every row of %s", self.config.shard, spool.directory)
+        log.warning("shard %d: nothing (more) to replay in %s", self.config.shard, spool.directory)
 
     def _past_chunk(self) -> _Segment:
         """The loaded chunk is finished (confirmed or dead-lettered): move the segment's mark past it."""
