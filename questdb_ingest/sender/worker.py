@@ -2,8 +2,9 @@
 
 States: ``normal`` sends batches as they come (a request per ``batch_rows`` rows — once the
 oldest has waited ``min_linger``, so a fast stream makes fewer, bigger requests — or per
-``flush_interval``); after ``spool_after`` seconds of failed sends every unconfirmed batch goes
-to the shard's spool and the worker is ``spooling``: new batches are gathered for
+``flush_interval``); after ``spool_after`` seconds of failed sends (or from the start, when
+QuestDB does not answer its ``/ping`` then) every unconfirmed batch goes to the shard's spool and
+the worker is ``spooling``: new batches are gathered for
 ``spool_linger`` and appended behind them as one record, and the spool is replayed a chunk of
 records at a time, with backoff, until it is empty, then back to ``normal``. So the shard's order
 is kept across an outage, and what an outage costs is one small record per ``spool_linger`` and,
@@ -167,7 +168,9 @@ class Worker:
         self._last_stats = 0.0
         self._rng = random.Random()
         self._probe = _probe_target(config.conf)
-        if self._spooled_rows():
+        if self._spooled_rows() or not _answers(self._probe):
+            # Something to replay first, or QuestDB is down already: spool from the first batch on
+            # instead of holding a flush interval of rows in memory until a flush fails.
             self.state = "spooling"
 
     def _open_spool(self, directory: Path) -> Spool:
@@ -470,11 +473,15 @@ class Worker:
     def _replay(self) -> None:
         """Send the next chunk of spooled records (the one already encoded, after a failure)."""
         if self._chunk is None and not self._load_chunk():
-            if not self.coalescing and not self.overflow:
-                self.state = "normal"
-                self._recovered()
-                log.warning("shard %d: spool drained", self.config.shard)
-                self._send("replayed")
+            if self.coalescing or self.overflow:
+                return
+            if not _answers(self._probe):  # nothing spooled yet, and QuestDB still down: keep spooling
+                self._retry_later()
+                return
+            self.state = "normal"
+            self._recovered()
+            log.warning("shard %d: spool drained", self.config.shard)
+            self._send("replayed")
             return
         if (self._attempt or self._draining) and not _answers(self._probe):
             self._retry_later()  # down or hung: no request is made (and none can hang this loop)
