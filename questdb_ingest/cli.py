@@ -5,9 +5,13 @@ Every command loads settings once (file, env, flags) so a bad key fails before a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,8 +301,6 @@ def load(
     """Synthetic load (the seed's pattern: a base rate with pumps over 12 feeds) through the
     sharded sender into QuestDB, with a live view. SIGINT/SIGTERM stop intake, drain and exit 0."""
     import json
-    import signal
-    import threading
 
     from rich.live import Live
 
@@ -412,8 +414,6 @@ def run(
     drain it within sender.drain_timeout (a second signal stops at once); exit 0."""
     import asyncio
     import json
-    import signal
-    import threading
 
     from rich.console import Group
     from rich.live import Live
@@ -437,6 +437,8 @@ def run(
         migrate=apply_migrations,
     )  # fmt: skip
     meter = RateMeter()
+    # Until the feeds' event loop takes the signals over, SIGINT/SIGTERM (during start-up) stop it cleanly.
+    stop_requested = threading.Event()
 
     def view(c: Capture, head: str) -> Any:
         parts: list[Any] = []
@@ -455,7 +457,7 @@ def run(
             parts.append(hybrid_table(c.runtime))
         return Group(*parts)
 
-    with Capture(settings, options) as capture:
+    with _on_signals(stop_requested), Capture(settings, options, stop_requested=stop_requested) as capture:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
 
             def refresh(c: Capture) -> None:
@@ -466,12 +468,8 @@ def run(
             finally:
                 live.update(Text("draining: every parsed trade to QuestDB or the spool… (signal again to stop now)"))
                 abort = threading.Event()
-                handlers = {sig: signal.signal(sig, lambda *_: abort.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-                try:
+                with _on_signals(abort):
                     outcome = capture.stop(abort=abort)
-                finally:
-                    for sig, handler in handlers.items():
-                        signal.signal(sig, handler)
         console.print(view(capture, f"{source} (final)"))
         console.print(worker_table(outcome.metrics))
     console.print(outcome.describe())
@@ -512,6 +510,17 @@ def run(
         )
     if outcome.failure:
         raise PumpwatchError(f"intake stopped early: {outcome.failure}")
+
+
+@contextlib.contextmanager
+def _on_signals(event: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``event`` for the duration (the previous handlers come back after)."""
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def print_paths(settings: Settings) -> None:

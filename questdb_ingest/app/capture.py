@@ -36,6 +36,7 @@ from ..store.pg import connect
 log = logging.getLogger(__name__)
 
 SCHEMA_RETRY_S = 5.0
+WORKERS_READY_S = 60.0  # start-up waits this long for the sender's workers before the feeds start
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,13 @@ class SchemaWatch:
 class Capture:
     """``with Capture(settings, options) as c: await c.run(...); outcome = c.stop()``"""
 
-    def __init__(self, settings: Settings, options: CaptureOptions) -> None:
+    def __init__(
+        self, settings: Settings, options: CaptureOptions, *, stop_requested: threading.Event | None = None
+    ) -> None:
         self.settings = settings
         self.options = options
+        # Set by a signal before the feeds run (start-up): start() returns early, run() captures nothing.
+        self.stop_requested = stop_requested or threading.Event()
         self.connectors: list[Connector] = []
         self.schema = SchemaWatch(settings, apply=options.migrate)
         self.sender: ShardedSender | None = None
@@ -191,6 +196,11 @@ class Capture:
             self.connectors = select(self.settings.connectors.enabled)
             self._check_schema()
             self.sender = ShardedSender(self.settings, workers=o.workers).start()
+            ready = self.sender.wait_ready(WORKERS_READY_S, abort=self.stop_requested)
+            if self.sender.failure is not None:  # the workers cannot start: capture nothing
+                raise self.sender.failure
+            if not ready and not self.stop_requested.is_set():
+                log.error("sender workers not ready after %.0fs; capturing anyway", WORKERS_READY_S)
             if o.source != "synthetic":
                 self.events = WriterEvents(self.settings)
             if o.hybrid:
@@ -254,6 +264,8 @@ class Capture:
     ) -> None:
         """Capture until ``duration`` passes, SIGINT/SIGTERM, ``stop``, or the sender fails."""
         assert self.sender is not None, "start() first"
+        if self.stop_requested.is_set():
+            return
         stop = stop or asyncio.Event()
         o = self.options
         if o.source == "synthetic":

@@ -448,6 +448,24 @@ class ShardedSender:
                 self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
         return True
 
+    @property
+    def failure(self) -> SenderError | None:
+        """Why the sender can take no more rows (a worker's fatal error or crash loop), or None."""
+        return self._fatal
+
+    def wait_ready(self, timeout: float, abort: threading.Event | None = None) -> bool:
+        """Block until every worker has started (opened its spools, said hello) or the sender has
+        failed; False on timeout or ``abort``. Producers that wait for this never pile rows up in the
+        router while the workers are still importing."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(s.seen_hello or s.fatal for s in self._shards):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (abort is not None and abort.is_set()):
+                    return False
+                self._cond.wait(min(remaining, 0.2))
+        return True
+
     def watermark(self) -> int:
         """The id of the last part taken so far: ``wait_through(mark)`` later tells when every row
         submitted before this call has been answered by a worker (hybrid compare syncs on it)."""
