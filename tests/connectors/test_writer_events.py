@@ -8,6 +8,7 @@ from questdb_ingest.config import load_settings
 from questdb_ingest.connectors.pipeline import WriterEvents
 from questdb_ingest.connectors.replay_process import free_port
 from questdb_ingest.models import GapEvent, HealthEvent
+from tests.integration.sender_helpers import wait_until
 
 
 def test_unreachable_questdb_keeps_rows_in_the_backlog() -> None:
@@ -27,8 +28,16 @@ def test_unreachable_questdb_keeps_rows_in_the_backlog() -> None:
         )
         time.sleep(0.02)
     assert len(events.memory.health_rows) == 20 and len(events.memory.gap_rows) == 20
-    assert events.health_writer.writer.last_error is not None
-    assert len(events.health_writer.backlog) > 0 and len(events.gap_writer.backlog) > 0
+    # The rows are written by the events thread (never by the caller): wait until it has tried them all.
+    wait_until(
+        lambda: (
+            events.health_writer.writer.last_error is not None
+            and len(events.health_writer.backlog) > 0
+            and len(events.gap_writer.backlog) > 0
+            and events.waiting == len(events.health_writer.backlog) + len(events.gap_writer.backlog)
+        ),
+        10,
+        "the event thread to keep the rows in its backlogs",
+    )
     assert events.dropped == 0
-    assert events.waiting == len(events.health_writer.backlog) + len(events.gap_writer.backlog) > 0
     events.close(timeout=5)
