@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from questdb_ingest.config import Settings, load_settings
 from questdb_ingest.connectors.replay_process import ReplayProcess, free_port
 from questdb_ingest.sender.spool import HEADER_BYTES, MAGIC
 from questdb_ingest.server import QuestDBProcess
-from questdb_ingest.store import queries
 from questdb_ingest.store.migrations import migrate
 from questdb_ingest.store.pg import connect
+from tests.integration.sender_helpers import count_distinct
 
 CONNECTORS = "binance_spot,okx_spot,bybit_futures"
 
@@ -119,16 +117,7 @@ class PrivateQuestDB:
 
 def counts(settings: Settings) -> tuple[int, int]:
     """(rows, distinct trades) in ``trades`` once every WAL transaction is applied."""
-    table = settings.table("trades")
-    with connect(settings) as conn:
-        queries.wait_visible(conn, table, timeout=120)
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(), count_distinct(concat(exchange, '|', market_type, '|', symbol, '|', trade_id)) FROM {}"
-            ).format(sql.Identifier(table))
-        ).fetchone()
-    assert row is not None
-    return int(str(row[0])), int(str(row[1]))
+    return count_distinct(settings)
 
 
 @contextlib.contextmanager

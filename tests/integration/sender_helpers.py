@@ -31,11 +31,13 @@ def sender_settings(base: Settings, prefix: str, spool_dir: Path, **sender: Any)
 
 
 def count_distinct(settings: Settings, table: str = "trades") -> tuple[int, int]:
-    """(rows, distinct trade ids) once every WAL transaction is applied."""
+    """(rows, distinct trades) once every WAL transaction is applied: a trade is its venue, market,
+    symbol and trade id (Binance numbers trades per symbol)."""
+    key = "concat(exchange, '|', market_type, '|', symbol, '|', trade_id)"
     with connect(settings) as conn:
         queries.wait_visible(conn, settings.table(table), timeout=120)
         row = conn.execute(
-            sql.SQL("SELECT count(), count_distinct(trade_id) FROM {}").format(sql.Identifier(settings.table(table)))
+            sql.SQL("SELECT count(), count_distinct(" + key + ") FROM {}").format(sql.Identifier(settings.table(table)))
         ).fetchone()
     assert row is not None
     return int(str(row[0])), int(str(row[1]))
