@@ -193,19 +193,66 @@ def db_status(ctx: click.Context, /, **flags: Any) -> None:
 
 
 # --------------------------------------------------------------------------- demo
+def _demo_option(f: Any) -> Any:
+    return click.option(
+        "--demo-prefix",
+        help="Table prefix of the generated/replayed trades, after schema.table_prefix "
+        "(default schema.demo_prefix, demo_; '' writes the production tables).",
+    )(f)
+
+
+def _demo_settings(ctx: click.Context, demo_prefix: str | None, **sections: dict[str, Any]) -> tuple[Settings, bool]:
+    """Settings whose tables are the demo ones (``Settings.for_demo``) and whether they differ from
+    the production ones; says on stderr where the rows go."""
+    from .cli_support import err_console
+
+    sections["schema"] = {**sections.get("schema", {}), "demo_prefix": demo_prefix}
+    base = _settings(ctx, **sections)
+    settings = base.for_demo()
+    if base.schema.demo_prefix:
+        note = f"generated data; query it with PUMPWATCH_SCHEMA_TABLE_PREFIX={settings.schema.table_prefix}"
+    else:
+        note = "generated data into the PRODUCTION tables"
+    err_console.print(f"[dim]{'trades table':>13}:[/] {settings.table('trades')} ({note})", highlight=False)
+    return settings, bool(base.schema.demo_prefix)
+
+
+def _create_demo_tables(settings: Settings, demo_prefix_used: bool) -> None:
+    """Demo tables are created (never a TTL change) so generated rows get the real DDL and DEDUP;
+    production tables are only ever changed by ``pumpwatch db migrate``. QuestDB being down is not
+    an error here: the sender spools until it answers."""
+    import psycopg
+
+    from .store.migrations import migrate
+    from .store.pg import connect
+
+    if not demo_prefix_used:
+        return
+    try:
+        with connect(settings) as conn:
+            migrate(conn, settings, reconcile_ttl=False)
+    except psycopg.OperationalError as exc:
+        from .cli_support import err_console
+
+        err_console.print(f"[yellow]QuestDB not reachable ({str(exc).strip()}); demo tables not created yet[/]")
+
+
 @main.command("demo")
 @click.option("--trades", default=100_000, show_default=True, help="Synthetic trades to write.")
 @click.option("--symbols", default=200, show_default=True, help="Distinct symbols.")
 @click.option("--batch-rows", type=int, help="Rows per flush (default: ingest.batch_rows).")
+@_demo_option
 @click.pass_context
-def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None) -> None:
-    """Write a synthetic burst across the 14 feeds and show what landed, read back with SQL."""
+def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None, demo_prefix: str | None) -> None:
+    """Write a synthetic burst across the 14 feeds and show what landed, read back with SQL
+    (into the demo tables, ``demo_trades`` by default)."""
     from .connectors import CONNECTORS, SyntheticMarket
     from .ingest import TradeWriter
     from .store import queries
     from .store.pg import connect
 
-    settings = _settings(ctx, ingest={"batch_rows": batch_rows})
+    settings, separate = _demo_settings(ctx, demo_prefix, ingest={"batch_rows": batch_rows})
+    _create_demo_tables(settings, separate)
     market = SyntheticMarket(symbols=symbols)
     run_id = market.run_id
     chunk = max(1, min(trades, 10_000))
@@ -285,6 +332,7 @@ def _progress() -> Progress:
 @click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
 @click.option("--transport", type=click.Choice(["http", "ws"]), default="http", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the final metrics here.")
+@_demo_option
 @click.pass_context
 def load(
     ctx: click.Context,
@@ -297,9 +345,11 @@ def load(
     workers: int,
     transport: str,
     json_path: str | None,
+    demo_prefix: str | None,
 ) -> None:
     """Synthetic load (the seed's pattern: a base rate with pumps over 12 feeds) through the
-    sharded sender into QuestDB, with a live view. SIGINT/SIGTERM stop intake, drain and exit 0."""
+    sharded sender into QuestDB's demo tables, with a live view. SIGINT/SIGTERM stop intake, drain
+    and exit 0."""
     import json
 
     from rich.live import Live
@@ -308,7 +358,8 @@ def load(
     from .sender import ShardedSender
     from .sender.view import books_line, exchange_table, live_view, worker_table
 
-    settings = _settings(ctx)
+    settings, separate = _demo_settings(ctx, demo_prefix)
+    _create_demo_tables(settings, separate)
     pattern = LoadPattern(base_rate, burst_rate, burst_every, burst_seconds)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -386,6 +437,7 @@ def _connector_settings(ctx: click.Context, names: str | None, base_url: str | N
     help="Apply pending schema migrations (never a TTL change). Without it, run refuses an out-of-date schema.",
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write final per-connector stats here.")
+@_demo_option
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -402,6 +454,7 @@ def run(
     rollout_config: str | None,
     apply_migrations: bool,
     json_path: str | None,
+    demo_prefix: str | None,
 ) -> None:  # fmt: skip
     """Capture trades: connectors → sharded sender → QuestDB, with health and gap rows and a live view.
 
@@ -411,7 +464,9 @@ def run(
     With --hybrid-mode every trade also goes to the ring buffer, new Upbit KRW listings are detected
     and their ±20 s window collected, exported and recorded, and QuestDB's health is checked for
     automatic rollback. SIGINT/SIGTERM close the sockets, hand every parsed trade to the sender and
-    drain it within sender.drain_timeout (a second signal stops at once); exit 0."""
+    drain it within sender.drain_timeout (a second signal stops at once); exit 0.
+    Replayed and synthetic trades go to the demo tables (schema.demo_prefix, ``demo_trades``), which
+    run creates; live trades to the production ones."""
     import asyncio
     import json
 
@@ -429,7 +484,13 @@ def run(
         raise click.UsageError("--rollout-config needs --hybrid-mode")
     if replay_url:
         source = "replay"
-    settings = _connector_settings(ctx, names, None)
+    if source == "live":
+        if demo_prefix is not None:
+            raise click.UsageError("--demo-prefix is for --source replay|synthetic")
+        settings = _connector_settings(ctx, names, None)
+    else:  # generated data: its own tables, created here (production ones only by db migrate / --migrate)
+        settings, separate = _demo_settings(ctx, demo_prefix, connectors={"enabled": names})
+        apply_migrations = apply_migrations or separate
     print_paths(settings)
     options = CaptureOptions(
         source=source, replay_url=replay_url, replay_symbols=replay_symbols, rate=rate, burst_rate=burst_rate,

@@ -133,6 +133,9 @@ class SchemaSettings:
     ttl_days: int = 30
     table_prefix: str = ""
     schema_dir: str = ""
+    # Generated and replayed trades (demo, load, run --source replay|synthetic) go to tables named
+    # <table_prefix><demo_prefix><name>, never into the production tables under real venue names.
+    demo_prefix: str = "demo_"
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,12 @@ class Settings:
     def table(self, name: str) -> str:
         """Physical table name for a logical one (applies ``schema.table_prefix``)."""
         return f"{self.schema.table_prefix}{name}"
+
+    def for_demo(self) -> Settings:
+        """These settings with the tables of generated/replayed data: ``schema.demo_prefix`` appended
+        to the table prefix (validated at load), so test trades never mix with captured ones."""
+        sc = self.schema
+        return replace(self, schema=replace(sc, table_prefix=sc.table_prefix + sc.demo_prefix, demo_prefix=""))
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -269,6 +278,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
         raise ConfigError("schema.table_prefix", f"must be a SQL identifier prefix, got {sc.table_prefix!r}")
+    if sc.demo_prefix and not _IDENT.match(sc.table_prefix + sc.demo_prefix):
+        raise ConfigError("schema.demo_prefix", f"must be a SQL identifier prefix, got {sc.demo_prefix!r}")
 
 
 def _validate_sender(se: SenderSettings) -> None:

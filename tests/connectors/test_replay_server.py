@@ -498,7 +498,7 @@ def test_session_playback_as_fast_as_possible(tmp_path: Path) -> None:
             await ws.recv()
             t0 = time.monotonic()
             got = [await asyncio.wait_for(ws.recv(), 2.0) for _ in recorded]
-            assert got == recorded and time.monotonic() - t0 < 3.0
+            assert got == recorded and time.monotonic() - t0 < 60.0  # paced, it would take 299 s
             assert await silent(ws, 0.2)
             await ws.close()
 

@@ -106,6 +106,7 @@ class PrivateQuestDB:
             PUMPWATCH_QUESTDB_ILP_TCP_PORT=str(q.ilp_tcp_port),
             PUMPWATCH_QUESTDB_HEALTH_PORT=str(q.health_port),
             PUMPWATCH_SCHEMA_TABLE_PREFIX=settings.schema.table_prefix,
+            PUMPWATCH_SCHEMA_DEMO_PREFIX="",  # the drills read back what they generated in these tables
             PUMPWATCH_STATE_DIR=settings.state.dir,
             PUMPWATCH_SENDER_RETRY_MAX="1.0",
             PUMPWATCH_CONNECTORS_RECONNECT_INITIAL="0.2",

@@ -16,6 +16,7 @@ from ..conftest import QuestDB
 def _env(qdb: QuestDB, tmp_path: Path) -> dict[str, str]:
     return {
         "PUMPWATCH_SCHEMA_TABLE_PREFIX": qdb.new_prefix(),
+        "PUMPWATCH_SCHEMA_DEMO_PREFIX": "",
         "PUMPWATCH_HYBRID_ROLLOUT_STATE": str(tmp_path / "rollout.json"),
         "PUMPWATCH_HYBRID_EXPORT_DIR": str(tmp_path / "listings"),
         "PUMPWATCH_SENDER_SPOOL_DIR": str(tmp_path / "spool"),

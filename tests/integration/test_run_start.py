@@ -20,10 +20,12 @@ from ..conftest import QuestDB, scoped_settings
 pytestmark = pytest.mark.questdb
 
 
-def _run(qdb: QuestDB, prefix: str, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(qdb: QuestDB, prefix: str, state: Path, *args: str, demo_prefix: str = "") -> subprocess.CompletedProcess[str]:
+    """The real command; ``demo_prefix`` "" makes synthetic trades use the production tables under test."""
     env = dict(os.environ)
     env.update(
         PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
+        PUMPWATCH_SCHEMA_DEMO_PREFIX=demo_prefix,
         PUMPWATCH_STATE_DIR=str(state),
         PUMPWATCH_QUESTDB_PG_PORT=str(qdb.settings.questdb.pg_port),
         PUMPWATCH_QUESTDB_HTTP_PORT=str(qdb.settings.questdb.http_port),
@@ -86,3 +88,72 @@ def test_run_prints_its_paths_and_shows_quarantined_spool_rows(qdb: QuestDB, tmp
     assert "NOT balanced: 400 row(s) quarantined from the spool" in out
     assert "ALARM 400 spooled row(s) were quarantined as damaged and are not stored" in out
     assert "recovered 800" in out and "replayed 800" in out
+
+
+def _pumpwatch(qdb: QuestDB, prefix: str, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Any command as a child, with this test's tables and state and the default demo prefix."""
+    env = {k: v for k, v in os.environ.items() if k != "PUMPWATCH_SCHEMA_DEMO_PREFIX"}
+    env.update(
+        PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
+        PUMPWATCH_STATE_DIR=str(state),
+        PUMPWATCH_QUESTDB_PG_PORT=str(qdb.settings.questdb.pg_port),
+        PUMPWATCH_QUESTDB_HTTP_PORT=str(qdb.settings.questdb.http_port),
+        PUMPWATCH_SENDER_WORKERS="1",
+    )
+    cmd = [sys.executable, "-m", "questdb_ingest.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _tables(qdb: QuestDB, prefix: str) -> dict[str, int]:
+    """Rows per trades-like table under ``prefix`` (a missing table is absent)."""
+    with qdb.conn() as conn:
+        names = [
+            str(r[0])
+            for r in conn.execute("SELECT table_name FROM tables() WHERE table_name LIKE %s", (f"{prefix}%trades",))
+        ]
+        out: dict[str, int] = {}
+        for name in names:
+            row = conn.execute(f'SELECT count() FROM "{name}"').fetchone()
+            out[name] = int(str(row[0])) if row else 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "--source", "synthetic", "--rate", "300", "--seconds", "2"),
+        ("demo", "--trades", "2000", "--symbols", "20"),
+        ("load", "--duration", "1", "--base-rate", "500", "--symbols", "20"),
+    ],
+    ids=["run-synthetic", "demo", "load"],
+)
+def test_generated_trades_go_to_the_demo_tables_never_the_production_ones(
+    qdb: QuestDB, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    prefix = qdb.new_prefix()
+    done = _pumpwatch(qdb, prefix, tmp_path / "state", *args)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    hint = f"query it with PUMPWATCH_SCHEMA_TABLE_PREFIX={prefix}demo_"
+    assert f"trades table: {prefix}demo_trades (generated data; {hint})" in said
+    tables = _tables(qdb, prefix)
+    assert f"{prefix}trades" not in tables  # nothing under the production name
+    assert tables.get(f"{prefix}demo_trades", 0) > 0
+    with qdb.conn() as conn:  # created by the migrations (DEDUP keys), not by an ILP auto-create
+        row = conn.execute("SELECT dedup FROM tables() WHERE table_name = %s", (f"{prefix}demo_trades",)).fetchone()
+    assert row == (True,)
+
+
+def test_the_demo_prefix_is_overridable_and_empty_means_the_production_tables(qdb: QuestDB, tmp_path: Path) -> None:
+    prefix = qdb.new_prefix()
+    other = _pumpwatch(qdb, prefix, tmp_path / "a", "demo", "--trades", "500", "--symbols", "5", "--demo-prefix", "x_")
+    assert other.returncode == 0, other.stderr
+    assert _tables(qdb, prefix) == {f"{prefix}x_trades": 500}
+    with qdb.conn() as conn:
+        migrate(conn, scoped_settings(prefix))
+    prod = _pumpwatch(qdb, prefix, tmp_path / "b", "demo", "--trades", "300", "--symbols", "5", "--demo-prefix", "")
+    assert prod.returncode == 0, prod.stderr
+    assert "into the PRODUCTION tables" in prod.stderr
+    assert _tables(qdb, prefix) == {f"{prefix}x_trades": 500, f"{prefix}trades": 300}
+    bad = _pumpwatch(qdb, prefix, tmp_path / "c", "demo", "--demo-prefix", "no-dash")
+    assert bad.returncode == 2 and "schema.demo_prefix" in bad.stderr and "Traceback" not in bad.stderr

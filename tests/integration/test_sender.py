@@ -160,6 +160,7 @@ def test_sigterm_stops_intake_drains_and_exits_zero(qdb: QuestDB, tmp_path: Path
     env = dict(os.environ)
     env.update(
         PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
+        PUMPWATCH_SCHEMA_DEMO_PREFIX="",
         PUMPWATCH_SENDER_SPOOL_DIR=str(tmp_path / "spool"),
         PUMPWATCH_QUESTDB_PG_PORT=str(settings.questdb.pg_port),
         PUMPWATCH_QUESTDB_HTTP_PORT=str(settings.questdb.http_port),

@@ -305,13 +305,16 @@ def batch(exchange: str, market_type: str, symbol: str, ts: list[int]) -> TradeB
 class FakeSource:
     """A ``WindowSource`` recording when it was asked; optionally slow or failing."""
 
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, delay: float = 0.0, fail: bool = False, gate: asyncio.Event | None = None) -> None:
         self.delay = delay
         self.fail = fail
+        self.gate = gate  # when given, every query waits for it: concurrency shows without a clock
         self.calls: list[tuple[str, int, float, float, int]] = []
 
     async def get_listing_data(self, symbol: str, trigger_ns: int, before: float, after: float) -> ListingData:
         self.calls.append((symbol, trigger_ns, before, after, time.time_ns()))
+        if self.gate is not None:
+            await self.gate.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail:
@@ -478,15 +481,14 @@ def test_close_collects_ended_windows_and_cancels_open_ones(tmp_path: Path) -> N
     source, sink = FakeSource(), FakeSink()
 
     async def main() -> None:
-        col = collector(tmp_path, source, sink, after=1.0, settle=5.0)
+        col = collector(tmp_path, source, sink, after=60.0, settle=60.0)
         now = time.time_ns()
-        col.submit(trigger("ENDED", now - 3 * NS // 2))  # window ended, settle grace still running
-        col.submit(trigger("OPEN", now))  # window open for another second
+        col.submit(trigger("ENDED", now - 61 * NS))  # window ended, settle grace running for a minute
+        col.submit(trigger("OPEN", now))  # window open for another minute
         await asyncio.sleep(0.05)
         assert source.calls == []
-        started = time.monotonic()
-        await col.close()
-        assert time.monotonic() - started < 0.8  # did not wait for OPEN's window (1 s) or ENDED's settle
+        # Waiting for OPEN's window or ENDED's settle would take a minute: 20 s tells them apart.
+        await asyncio.wait_for(col.close(), 20.0)
         by_base = {r.trigger.base: r for r in col.history}
         assert by_base["ENDED"].status == COLLECTED
         assert by_base["ENDED"].written
@@ -523,14 +525,17 @@ def test_failed_query_and_concurrent_collections(tmp_path: Path) -> None:
         assert "both sources down" in failing.history[0].errors[0]
         await failing.close()
 
-        source, sink = FakeSource(delay=0.3), FakeSink()
+        gate = asyncio.Event()
+        source, sink = FakeSource(gate=gate), FakeSink()
         col = collector(tmp_path, source, sink)
-        started = time.monotonic()
         past = time.time_ns() - NS
         for base in ("ONE", "TWO", "THREE"):
             col.submit(trigger(base, past))
-        await until(lambda: len(col.history) == 3, timeout=2.0)
-        assert time.monotonic() - started < 0.8  # overlapping, not one after another (3 x 0.3 s)
+        # All three queries in flight while none can finish: overlapping, not one after another.
+        await until(lambda: len(source.calls) == 3, timeout=10.0)
+        assert col.history == []
+        gate.set()
+        await until(lambda: len(col.history) == 3, timeout=10.0)
         assert sorted(e.symbol for e in sink.events) == ["ONE", "THREE", "TWO"]
         await col.close()
 
