@@ -6,12 +6,13 @@ Every command loads settings once (file, env, flags) so a bad key fails before a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,37 @@ def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
     help="Root of every file pumpwatch keeps (QuestDB data, spool, dead letters, rollout state, exports); "
     "default $PUMPWATCH_STATE_DIR, [state] dir, or ~/.local/share/pumpwatch.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Log lines at this level and above, every process (default log.level: info).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    help="text, or one JSON object per line for journald/Loki (default log.format: text).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Also append log lines here (default log.file: none; relative to the state root in the config).",
+)
 @click.version_option(__version__, prog_name="pumpwatch")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, state_dir: str | None) -> None:
+def main(
+    ctx: click.Context,
+    config_path: str | None,
+    state_dir: str | None,
+    log_level: str | None,
+    log_format: str | None,
+    log_file: str | None,
+) -> None:
     """Capture every public crypto trade into QuestDB, losslessly."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
     ctx.obj["state_dir"] = state_dir
+    log_path = str(Path(log_file).resolve()) if log_file else None  # a flag is relative to where it was typed
+    ctx.obj["log"] = {"level": log_level, "format": log_format, "file": log_path}
 
 
 # --------------------------------------------------------------------------- questdb
@@ -352,8 +377,6 @@ def load(
     and exit 0."""
     import json
 
-    from rich.live import Live
-
     from .load import LoadPattern, run_load
     from .sender import ShardedSender
     from .sender.view import books_line, exchange_table, live_view, worker_table
@@ -366,26 +389,24 @@ def load(
         signal.signal(sig, lambda *_: stop.set())
     sender = ShardedSender(settings, workers=workers or None, transport=transport).start()
     last = 0.0
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
+    with _Display(settings.log.status_interval) as display:
 
         def refresh(stats: Any) -> None:
             nonlocal last
             if stats.elapsed - last >= 0.25:
                 last = stats.elapsed
-                live.update(
-                    live_view(
-                        sender.metrics(),
-                        elapsed=stats.elapsed,
-                        duration=duration,
-                        rate=stats.rate_now,
-                        submitted=stats.submitted,
-                    )
+                m = sender.metrics()
+                display.update(
+                    lambda: live_view(
+                        m, elapsed=stats.elapsed, duration=duration, rate=stats.rate_now, submitted=stats.submitted
+                    ),
+                    lambda: _status_line(f"load {stats.elapsed:,.0f}s", stats.rate_now, stats.submitted, m),
                 )
 
         try:
             stats = run_load(sender, pattern, duration=duration, symbols=symbols, stop=stop, on_tick=refresh)
         finally:
-            live.update(Text("draining: flushing every queued row to QuestDB or the spool…"))
+            display.say("draining: flushing every queued row to QuestDB or the spool…")
             metrics = sender.close()
     why = "stopped by signal" if stop.is_set() else "done"
     console.print(f"{why}: submitted {stats.submitted:,} trades in {stats.elapsed:.1f}s")
@@ -401,6 +422,52 @@ def load(
 # --------------------------------------------------------------------------- connectors
 def _connector_settings(ctx: click.Context, names: str | None, base_url: str | None) -> Settings:
     return _settings(ctx, connectors={"enabled": names, "base_url": base_url})
+
+
+class _Display:
+    """The live view on a terminal; without one (a pipe, systemd, CI) rich would print nothing until
+    exit, so a status line is logged every ``log.status_interval`` seconds instead."""
+
+    def __init__(self, interval: float) -> None:
+        from rich.live import Live
+
+        self.terminal = console.is_terminal
+        self.live = Live(console=console, refresh_per_second=2, transient=True) if self.terminal else None
+        self.interval = interval
+        self._next = time.monotonic() + interval
+        self._log = logging.getLogger("questdb_ingest.status")
+
+    def __enter__(self) -> _Display:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, view: Callable[[], Any], line: Callable[[], str]) -> None:
+        if self.live is not None:
+            self.live.update(view())
+        elif self.interval and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.interval
+            self._log.info("%s", line())
+
+    def say(self, text: str) -> None:
+        if self.live is not None:
+            self.live.update(Text(text))
+        else:
+            self._log.info("%s", text)
+
+
+def _status_line(head: str, rate: float, received: int, m: Any, extra: str = "") -> str:
+    """One line for logs: what the live view shows, in numbers."""
+    b = m.books
+    line = (
+        f"{head}: {received:,} trades received ({rate:,.0f}/s), {b.confirmed + b.replayed:,} confirmed, "
+        f"{b.spooled_now:,} in the spool, {b.in_flight:,} in memory, {b.dead_lettered:,} dead-lettered"
+    )
+    return line + (f"; {extra}" if extra else "")
 
 
 @main.command("run")
@@ -471,7 +538,6 @@ def run(
     import json
 
     from rich.console import Group
-    from rich.live import Live
 
     from .app import Capture, CaptureOptions
     from .connectors.view import RateMeter, feeds_table
@@ -518,16 +584,31 @@ def run(
             parts.append(hybrid_table(c.runtime))
         return Group(*parts)
 
+    def line(c: Capture) -> str:
+        elapsed = time.monotonic() - c.started
+        received = c.received
+        rate = (received - last[1]) / max(elapsed - last[0], 1e-9)  # since the previous line
+        last[0], last[1] = elapsed, received
+        assert c.sender is not None
+        feeds = ""
+        if c.pipeline is not None:
+            up = sum(f.status == "connected" for f in c.pipeline.feeds)
+            feeds = f"feeds {up}/{len(c.pipeline.feeds)} connected"
+        alarms = "; ".join(f"ALARM {a}" for a in c.alarms())
+        extra = "; ".join(x for x in (feeds, alarms) if x)
+        return _status_line(f"{source} {elapsed:,.0f}s", rate, received, c.sender.metrics(), extra)
+
+    last: list[float] = [0.0, 0.0]  # elapsed and received at the previous status line
     with _on_signals(stop_requested), Capture(settings, options, stop_requested=stop_requested) as capture:
-        with Live(console=console, refresh_per_second=2, transient=True) as live:
+        with _Display(settings.log.status_interval) as display:
 
             def refresh(c: Capture) -> None:
-                live.update(view(c, f"{source} — {time.monotonic() - c.started:,.0f}s"))
+                display.update(lambda: view(c, f"{source} — {time.monotonic() - c.started:,.0f}s"), lambda: line(c))
 
             try:
                 asyncio.run(capture.run(seconds, on_tick=refresh))
             finally:
-                live.update(Text("draining: every parsed trade to QuestDB or the spool… (signal again to stop now)"))
+                display.say("draining: every parsed trade to QuestDB or the spool… (signal again to stop now)")
                 abort = threading.Event()
                 with _on_signals(abort):
                     outcome = capture.stop(abort=abort)
@@ -559,6 +640,7 @@ def run(
                     "dead_letters": f.stats.dead_letters,
                     "gaps": f.stats.gaps,
                     "backfilled": f.stats.backfilled,
+                    "lag_ms": f.stats.lag_ms.summary(),
                 }
                 for f in capture.pipeline.feeds
             }
@@ -733,6 +815,40 @@ def bench_stream(
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(result.to_json(), encoding="utf-8")
     console.print(f"wrote {json_path}")
+
+
+@bench.command("lag")
+@click.option("--rate", default=1000.0, show_default=True, help="Replay trades/s, steady (no bursts).")
+@click.option("--seconds", default=60.0, show_default=True, help="How long the replay server sends.")
+@click.option("--connectors", "names", help="Comma list (default: all 14).")
+@click.option("--symbols", default=10, show_default=True, help="Instruments per connector.")
+@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/lag.json")
+@click.pass_context
+def bench_lag(
+    ctx: click.Context, rate: float, seconds: float, names: str | None, symbols: int, workers: int, json_path: str
+) -> None:
+    """Where the delay goes: exchange timestamp → handed to the sender → taken by a worker →
+    confirmed, p50/p99 per stage through the replay server's sockets; exit 1 if p99 misses
+    flush_interval + min_linger + 250 ms."""
+    from .bench.lag import bench_lag as run_lag
+    from .connectors.registry import select
+
+    settings = _settings(ctx)
+    result = run_lag(
+        settings,
+        select(names or "all"),
+        rate=rate,
+        seconds=seconds,
+        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        symbols=symbols,
+        console=console,
+    )
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(result.to_json(), encoding="utf-8")
+    console.print(f"wrote {json_path}")
+    if not result.met:
+        sys.exit(1)
 
 
 @bench.command("connectors")

@@ -16,8 +16,10 @@ from rich.markup import escape
 from .config import Settings, load_settings
 from .errors import ConfigError, DataLossError, PumpwatchError
 
-# Pipes and CI logs get a width that fits the tables instead of rich's 80-column fallback.
-console = Console() if sys.stdout.isatty() else Console(width=120)
+# Without a terminal (pipes, systemd, CI logs) rich would cut tables at 80 columns: give it room
+# for any table's natural width instead (rich tables never grow past what they need).
+NO_TERMINAL_WIDTH = 400
+console = Console() if sys.stdout.isatty() else Console(width=NO_TERMINAL_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -28,7 +30,20 @@ def cli_settings(ctx: click.Context, **sections: dict[str, Any] | None) -> Setti
     overrides: dict[str, dict[str, Any]] = {k: v for k, v in sections.items() if v}
     if obj.get("state_dir"):
         overrides.setdefault("state", {})["dir"] = obj["state_dir"]
-    return load_settings(obj.get("config"), overrides=overrides)
+    log_flags = {k: v for k, v in (obj.get("log") or {}).items() if v is not None}
+    if log_flags:
+        overrides["log"] = {**overrides.get("log", {}), **log_flags}
+    settings = load_settings(obj.get("config"), overrides=overrides)
+    configure_logging(settings)
+    return settings
+
+
+def configure_logging(settings: Settings, process: str = "main") -> None:
+    """This process's log lines per ``[log]`` and the flags; the sender's workers inherit it."""
+    from .logs import LogSpec, configure
+
+    lg = settings.log
+    configure(LogSpec(level=lg.level.lower(), format=lg.format.lower(), file=lg.file, process=process))
 
 
 class ErrorGroup(click.Group):

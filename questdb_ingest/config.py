@@ -139,6 +139,16 @@ class SchemaSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """Log lines of every process (main and sender workers)."""
+
+    level: str = "info"  # debug | info | warning | error
+    format: str = "text"  # text | json (one object per line)
+    file: str = ""  # also append to this file (under the state root unless absolute); "" = stderr only
+    status_interval: float = 10.0  # without a terminal (pipe, systemd): a status line this often; 0 = none
+
+
+@dataclass(frozen=True)
 class StateSettings:
     """Where the system keeps its files (see the module docstring for how the root is chosen)."""
 
@@ -155,6 +165,7 @@ class Settings:
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     hybrid: HybridSettings = field(default_factory=HybridSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     state: StateSettings = field(default_factory=StateSettings)
     config_file: str = ""  # the file these settings were read from ("" = none found)
 
@@ -168,6 +179,7 @@ class Settings:
             "dead letters": self.connectors.dead_letter_dir,
             "rollout state": self.hybrid.rollout_state,
             "exports": self.hybrid.export_dir,
+            "log file": self.log.file or "(none; stderr only)",
         }
 
     def client_conf(self) -> str:
@@ -203,6 +215,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "connectors": ConnectorSettings,
     "hybrid": HybridSettings,
     "schema": SchemaSettings,
+    "log": LogSettings,
     "state": StateSettings,
 }
 # Files the system writes: relative values live under the state root.
@@ -212,6 +225,7 @@ _STATE_PATHS = (
     ("connectors", "dead_letter_dir"),
     ("hybrid", "rollout_state"),
     ("hybrid", "export_dir"),
+    ("log", "file"),
 )
 # Files the user points at: relative to the config file when set there, else to the working directory.
 _INPUT_PATHS = (("hybrid", "rollout_config"), ("schema", "schema_dir"), ("state", "dir"))
@@ -278,6 +292,14 @@ def _validate(s: Settings) -> None:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
         raise ConfigError("schema.table_prefix", f"must be a SQL identifier prefix, got {sc.table_prefix!r}")
+    from .logs import FORMATS, LEVELS
+
+    if s.log.level.lower() not in LEVELS:
+        raise ConfigError("log.level", f"must be one of {', '.join(LEVELS)}, got {s.log.level!r}")
+    if s.log.format.lower() not in FORMATS:
+        raise ConfigError("log.format", f"must be one of {', '.join(FORMATS)}, got {s.log.format!r}")
+    if not 0 <= s.log.status_interval <= 86_400:
+        raise ConfigError("log.status_interval", f"must be in [0, 86400] seconds, got {s.log.status_interval}")
     if sc.demo_prefix and not _IDENT.match(sc.table_prefix + sc.demo_prefix):
         raise ConfigError("schema.demo_prefix", f"must be a SQL identifier prefix, got {sc.demo_prefix!r}")
 

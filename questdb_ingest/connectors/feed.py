@@ -22,11 +22,14 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from ..config import ConnectorSettings
 from ..errors import FrameError, SenderError, ValidationError, VenueError
+from ..histogram import Histogram
 from ..models import GapEvent, HealthEvent, HealthStatus, TradeBatch
 from .connection import Backoff, Connection
 from .continuity import IdHole, TradeIds
@@ -67,6 +70,9 @@ class FeedStats:
     gaps: int = 0
     last_trade_ns: int = 0
     last_error: str = ""
+    # exchange timestamp → handed to the sender, per live trade (not backfill): the venue's and the
+    # network's share of the delay, told apart from the sender's (its exchange-ts → confirmed)
+    lag_ms: Histogram = field(default_factory=Histogram)
 
 
 def select_instruments(found: Sequence[Instrument], settings: ConnectorSettings) -> list[Instrument]:
@@ -244,6 +250,8 @@ class Feed:
             return
         self.stats.trades += len(batch)
         self.stats.last_trade_ns = max(self.stats.last_trade_ns, int(batch.ts_ns.max()))
+        if source == "stream":
+            self.stats.lag_ms.add_many((time.time_ns() - batch.ts_ns).astype(np.float64) / 1e6)
         if self.halted is not None:
             self.stats.unsent += len(batch)
             return

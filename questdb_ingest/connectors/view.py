@@ -6,6 +6,7 @@ import time
 
 from rich.table import Table
 
+from ..histogram import Histogram
 from .pipeline import Pipeline
 
 
@@ -27,10 +28,21 @@ class RateMeter:
                 self._last.setdefault(feed.name, (t0, n0))
 
 
+def _lag(h: Histogram) -> tuple[str, str]:
+    """Exchange timestamp → handed to the sender, p50 and p99 (since the start)."""
+    if not h.count:
+        return "-", "-"
+    return _ms(h.quantile(0.5)), _ms(h.quantile(0.99))
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
+
+
 def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None = None) -> Table:
     table = Table(title=title)
     columns: tuple[str, ...] = ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s")
-    columns += ("unsent", "dead", "gaps", "backfilled")
+    columns += ("lag p50", "lag p99", "unsent", "dead", "gaps", "backfilled")
     for col in columns:
         table.add_column(col, justify="left" if col in ("connector", "status") else "right")
     table.add_column("last error", overflow="fold", max_width=48)
@@ -49,6 +61,7 @@ def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None =
             f"{s.messages:,}",
             f"{s.trades:,}{age}" if s.trades else "0",
             f"{(rates or {}).get(feed.name, 0.0):,.0f}",
+            *_lag(s.lag_ms),
             f"[bold red]{s.unsent:,}[/]" if s.unsent else "0",
             f"{s.dead_letters:,}",
             f"{s.gaps:,}",

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .histogram import Histogram
+from ..histogram import Histogram
 
 if TYPE_CHECKING:
     from .router import ShardedSender
@@ -96,8 +96,9 @@ class SenderMetrics:
     backpressure_seconds: float
     exchanges: dict[str, ExchangeMetrics]
     per_worker: list[WorkerMetrics]
-    delay_ms: dict[str, float]
+    delay_ms: dict[str, float]  # exchange timestamp → confirmed by QuestDB
     flush_ms: dict[str, float]
+    arrival_ms: dict[str, float] = field(default_factory=dict)  # exchange timestamp → taken by a worker
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -122,6 +123,7 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
     replayed_dead: dict[str, int] = {}
     delay: dict[str, Histogram] = {}
     flush_all = Histogram()
+    arrival_all = Histogram()
     spool_rows = 0
     quarantined: list[dict[str, Any]] = []
     for shard, cum in sender.shard_views():
@@ -136,6 +138,7 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
             delay.setdefault(ex, Histogram()).merge(Histogram.from_dict(h))
         flush = Histogram.from_dict(cum["flush_ms"])
         flush_all.merge(flush)
+        arrival_all.merge(Histogram.from_dict(cum["arrival_ms"]))
         snap = shard.snapshot
         spool_rows += int(snap.get("spool_rows", 0))
         quarantined += list(shard.quarantined.values())
@@ -203,4 +206,5 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
         per_worker=workers,
         delay_ms=delay_all.summary(),
         flush_ms=flush_all.summary(),
+        arrival_ms=arrival_all.summary(),
     )

@@ -34,6 +34,7 @@ from typing import Any, Self
 
 import pyarrow as pa
 
+from .. import logs
 from ..config import Settings
 from ..errors import (
     BackpressureTimeoutError,
@@ -42,9 +43,9 @@ from ..errors import (
     UnstoredRowsError,
     WorkerCrashLoopError,
 )
+from ..histogram import Histogram
 from ..models import TradeBatch
 from .codec import ShardPart, ShardRouter
-from .histogram import Histogram
 from .metrics import SenderMetrics, build_metrics
 from .sinks import check_conf, check_websocket, transport_conf
 from .spool import SpoolLock, shard_directories
@@ -112,7 +113,6 @@ class ShardedSender:
         conf: str | None = None,
         table: str | None = None,
         allow_unconfirmed: bool = False,
-        worker_log_level: int = logging.WARNING,
     ) -> None:
         se = settings.sender
         self.workers = workers or se.workers or os.cpu_count() or 1
@@ -142,7 +142,7 @@ class ShardedSender:
             spool_linger=se.spool_linger,
             retry_initial=se.retry_initial,
             retry_max=se.retry_max,
-            log_level=worker_log_level,
+            log=logs.current(),  # the workers log like this process (format, level, file)
         )
         self._ctx = multiprocessing.get_context("spawn")
         self._router = ShardRouter(self.workers, self.table)
@@ -587,11 +587,14 @@ def _add(book: dict[str, int], rows: dict[str, int]) -> None:
         book[key] = book.get(key, 0) + n
 
 
+_HISTOGRAMS = ("flush_ms", "arrival_ms")  # one distribution per worker, merged across its incarnations
+
+
 def _fold(shard: _Shard) -> None:
     """A worker incarnation ended: keep its cumulative counters."""
     shard.previous = _cumulative(shard)
     shard.snapshot = {
-        k: v for k, v in shard.snapshot.items() if k not in (*_CUMULATIVE, *_BY_EXCHANGE, "flush_ms", "delay_ms")
+        k: v for k, v in shard.snapshot.items() if k not in (*_CUMULATIVE, *_BY_EXCHANGE, *_HISTOGRAMS, "delay_ms")
     }
 
 
@@ -602,10 +605,11 @@ def _cumulative(shard: _Shard) -> dict[str, Any]:
         book = dict(prev.get(key, {}))
         _add(book, cur.get(key, {}))
         out[key] = book
-    flush = Histogram.from_dict(prev["flush_ms"]) if "flush_ms" in prev else Histogram()
-    if "flush_ms" in cur:
-        flush.merge(Histogram.from_dict(cur["flush_ms"]))
-    out["flush_ms"] = flush.to_dict()
+    for key in _HISTOGRAMS:
+        h = Histogram.from_dict(prev[key]) if key in prev else Histogram()
+        if key in cur:
+            h.merge(Histogram.from_dict(cur[key]))
+        out[key] = h.to_dict()
     delay: dict[str, Histogram] = {ex: Histogram.from_dict(h) for ex, h in prev.get("delay_ms", {}).items()}
     for ex, h in cur.get("delay_ms", {}).items():
         delay.setdefault(ex, Histogram()).merge(Histogram.from_dict(h))

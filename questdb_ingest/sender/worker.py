@@ -46,9 +46,11 @@ from ..errors import (
     SpoolFullError,
     TransportUnsupportedError,
 )
+from ..histogram import Histogram
 from ..ingest.ilp import parse_conf
+from ..logs import LogSpec
+from ..logs import configure as configure_logging
 from .codec import Decoded, combine, decode
-from .histogram import Histogram
 from .sinks import Sink, open_sink
 from .spool import Spool, SpoolRecord
 
@@ -85,7 +87,7 @@ class WorkerConfig:
     min_linger: float = 0.0
     spool_linger: float = 0.25
     adopt: tuple[int, ...] = ()  # spool shards of a larger earlier worker count, replayed here
-    log_level: int = logging.WARNING
+    log: LogSpec | None = None  # None: warnings only, Python's format (a sender used as a library)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -133,6 +135,9 @@ class _Stats:
     replayed_dead: dict[str, int] = field(default_factory=dict)  # spooled rows the server refused on replay
     flush_ms: Histogram = field(default_factory=Histogram)
     delay_ms: dict[str, Histogram] = field(default_factory=dict)
+    # exchange timestamp → taken by this worker: with the feeds' lag and delay_ms it shows which
+    # stage (venue and parsing, the hand-off, or batching and the request) holds the time
+    arrival_ms: Histogram = field(default_factory=Histogram)
 
 
 class Worker:
@@ -208,6 +213,7 @@ class Worker:
             "quarantined": [dataclasses.asdict(q) for sp in spools for q in sp.state.quarantined],
             "flush_ms": s.flush_ms.to_dict(),
             "delay_ms": {ex: h.to_dict() for ex, h in s.delay_ms.items()},
+            "arrival_ms": s.arrival_ms.to_dict(),
             "alarm": self._alarm,
         }
 
@@ -284,6 +290,8 @@ class Worker:
             return
         batch: _Batch = item
         self.stats.rows_in += batch.decoded.rows
+        if batch.decoded.rows:
+            self.stats.arrival_ms.add_many((time.time_ns() - batch.decoded.ts_ns).astype(np.float64) / 1e6)
         if self.state == "normal":
             if not self.pending:
                 self._first_pending = time.monotonic()
@@ -683,7 +691,12 @@ def _reader(conn: Connection, inbox: queue.Queue[tuple[str, Any]]) -> None:
 def worker_main(config: WorkerConfig, conn: Connection) -> None:
     """Process entry point. Exit codes: 0 drained, 3 fatal (reported, not restarted), 1 crashed
     (traceback reported; the router restarts it up to ``sender.max_restarts`` times in a row)."""
-    logging.basicConfig(level=config.log_level, format=f"%(asctime)s worker-{config.shard} %(levelname)s %(message)s")
+    if config.log is not None:
+        configure_logging(config.log.for_process(f"worker-{config.shard}"))
+    else:
+        logging.basicConfig(
+            level=logging.WARNING, format=f"%(asctime)s worker-{config.shard} %(levelname)s %(message)s"
+        )
     # Ctrl-C reaches the whole process group; the router decides when to drain us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker: Worker | None = None

@@ -3,6 +3,7 @@ are, and shows losses it finds in the spool — the real command, as a child pro
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,9 +91,11 @@ def test_run_prints_its_paths_and_shows_quarantined_spool_rows(qdb: QuestDB, tmp
     assert "recovered 800" in out and "replayed 800" in out
 
 
-def _pumpwatch(qdb: QuestDB, prefix: str, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Any command as a child, with this test's tables and state and the default demo prefix."""
+def _pumpwatch(qdb: QuestDB, prefix: str, state: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Any command as a child (output piped, as under systemd), with this test's tables and state and
+    the default demo prefix."""
     env = {k: v for k, v in os.environ.items() if k != "PUMPWATCH_SCHEMA_DEMO_PREFIX"}
+    env.update(extra)
     env.update(
         PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
         PUMPWATCH_STATE_DIR=str(state),
@@ -157,3 +160,32 @@ def test_the_demo_prefix_is_overridable_and_empty_means_the_production_tables(qd
     assert _tables(qdb, prefix) == {f"{prefix}x_trades": 500, f"{prefix}trades": 300}
     bad = _pumpwatch(qdb, prefix, tmp_path / "c", "demo", "--demo-prefix", "no-dash")
     assert bad.returncode == 2 and "schema.demo_prefix" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_piped_run_logs_its_own_lines_a_status_line_and_prints_whole_tables(qdb: QuestDB, tmp_path: Path) -> None:
+    prefix = qdb.new_prefix()
+    log_file = tmp_path / "pumpwatch.log"
+    args = ["--log-format", "json", "--log-file", str(log_file), "run", "--source", "replay"]
+    args += ["--connectors", "binance_spot,okx_spot", "--seconds", "4"]
+    done = _pumpwatch(qdb, prefix, tmp_path / "state", *args, PUMPWATCH_LOG_STATUS_INTERVAL="0.5")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    main_info = {r["message"] for r in records if r["process"] == "main" and r["level"] == "INFO"}
+    assert "binance_spot: 10 instruments on 1 connection(s)" in main_info  # a main-process INFO line
+    status = [m for m in main_info if "trades received" in m and "confirmed" in m]
+    assert status, main_info  # piped: status lines instead of a live view that prints nothing
+    assert [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()] == records
+    header = next(line for line in done.stdout.splitlines() if "connector" in line and "status" in line)
+    for column in ("lag p50", "lag p99", "unsent", "backfilled", "last error"):
+        assert column in header  # not cut at 120 columns
+    assert "…" not in done.stdout
+
+    replay = ["run", "--source", "replay", "--connectors", "binance_spot", "--seconds", "1"]
+    quiet = _pumpwatch(qdb, prefix, tmp_path / "state", "--log-level", "warning", *replay)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "instruments on" not in quiet.stderr
+
+
+def test_a_bad_log_setting_is_refused_naming_the_key(qdb: QuestDB, tmp_path: Path) -> None:
+    bad = _pumpwatch(qdb, qdb.new_prefix(), tmp_path, "db", "status", PUMPWATCH_LOG_FORMAT="xml")
+    assert bad.returncode == 2 and "log.format" in bad.stderr and "Traceback" not in bad.stderr

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
+from questdb_ingest.histogram import Histogram
 from questdb_ingest.load import LoadPattern
-from questdb_ingest.sender.histogram import Histogram
 from questdb_ingest.sender.metrics import Books
 from questdb_ingest.sender.worker import backoff_delay
 
@@ -26,11 +27,40 @@ def test_histogram_quantiles_and_merge() -> None:
     h = Histogram()
     h.add_many(np.array([0.5] * 98 + [700.0, 40_000.0]))
     assert h.count == 100
-    assert h.quantile(0.5) == 1  # bucket upper bound
-    assert h.quantile(0.99) == 750
+    assert h.quantile(0.5) == pytest.approx(0.5, rel=1e-3)
+    assert h.quantile(0.99) == pytest.approx(700.0, rel=1e-3)
     assert h.quantile(1.0) == 40_000.0 and h.max_ms == 40_000.0
     other = Histogram.from_dict(h.to_dict())
     assert other.merge(h).count == 200
+    assert other.quantile(0.99) == pytest.approx(700.0, rel=1e-3)
+
+
+def test_histogram_tells_apart_values_inside_one_wide_range() -> None:
+    """Delays spread over 5 to 10 s: fixed buckets reported p50 = p99 = max; the real quantiles differ."""
+    values = np.linspace(5_000.0, 10_000.0, 10_001)
+    h = Histogram()
+    h.add_many(values)
+    summary = h.summary()
+    assert summary["p50_ms"] == pytest.approx(7_500.0, rel=2e-3)
+    assert summary["p90_ms"] == pytest.approx(9_500.0, rel=2e-3)
+    assert summary["p99_ms"] == pytest.approx(9_950.0, rel=2e-3)
+    assert summary["max_ms"] == 10_000.0 and summary["mean_ms"] == pytest.approx(7_500.0)
+
+
+def test_histograms_from_several_processes_merge_exactly() -> None:
+    """Workers ship ``to_dict`` snapshots; the merged quantiles are those of all values together."""
+    rng = np.random.default_rng(7)
+    parts = [rng.exponential(scale, 5_000) for scale in (50.0, 400.0, 2_000.0)]
+    merged = Histogram()
+    for part in parts:
+        h = Histogram()
+        h.add_many(part)
+        merged.merge(Histogram.from_dict(h.to_dict()))
+    everything = np.concatenate(parts)
+    assert merged.count == len(everything)
+    for q in (0.5, 0.9, 0.99):
+        assert merged.quantile(q) == pytest.approx(float(np.quantile(everything, q)), rel=5e-3)
+    assert Histogram.from_dict(Histogram().to_dict()).count == 0
 
 
 def test_load_pattern_has_pumps() -> None:
