@@ -34,7 +34,8 @@ def cli_settings(ctx: click.Context, **sections: dict[str, Any] | None) -> Setti
 class ErrorGroup(click.Group):
     """Typed errors become one red line instead of a traceback: exit 2 for invalid configuration
     (the message names the key), 4 when trades were received but not stored (``DataLossError``, the
-    message has the count), 1 for anything else, with a hint when QuestDB is unreachable."""
+    message has the count), 1 for anything else, with a hint to start QuestDB when it is unreachable
+    (a refused login is a ``QuestDBAuthError``, "authentication failed": starting it would not help)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
