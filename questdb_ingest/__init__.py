@@ -1,21 +1,40 @@
 """questdb_ingest: capture every public trade from crypto exchange feeds into QuestDB, losslessly.
 
-The public surface is re-exported here; submodules are implementation detail.
+The public surface is re-exported here (every error of ``errors``' tree among it); submodules are
+implementation detail.
 """
 
 from .config import Settings, load_settings
 from .errors import (
+    BackpressureTimeoutError,
     ConfigError,
+    ConnectorError,
+    DataLossError,
     FlushError,
     FlushRejectedError,
     FlushTransportError,
+    FrameError,
     MigrationChecksumError,
     MigrationError,
     PumpwatchError,
     QueryError,
+    QuestDBAuthError,
     QuestDBNotInstalledError,
     QuestDBServerError,
+    SchemaPendingError,
+    SenderClosedError,
+    SenderError,
+    SpoolDiskFullError,
+    SpoolError,
+    SpoolFullError,
+    SpoolLockedError,
+    TransportUnsupportedError,
+    TtlDecreaseError,
+    UnstoredRowsError,
     ValidationError,
+    VenueError,
+    VenueRequestError,
+    WorkerCrashLoopError,
     WriteError,
 )
 from .models import HealthEvent, ListingEvent, Trade, TradeBatch
@@ -23,22 +42,40 @@ from .models import HealthEvent, ListingEvent, Trade, TradeBatch
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackpressureTimeoutError",
     "ConfigError",
+    "ConnectorError",
+    "DataLossError",
     "FlushError",
     "FlushRejectedError",
     "FlushTransportError",
+    "FrameError",
     "HealthEvent",
     "ListingEvent",
     "MigrationChecksumError",
     "MigrationError",
     "PumpwatchError",
     "QueryError",
+    "QuestDBAuthError",
     "QuestDBNotInstalledError",
     "QuestDBServerError",
+    "SchemaPendingError",
+    "SenderClosedError",
+    "SenderError",
     "Settings",
+    "SpoolDiskFullError",
+    "SpoolError",
+    "SpoolFullError",
+    "SpoolLockedError",
     "Trade",
     "TradeBatch",
+    "TransportUnsupportedError",
+    "TtlDecreaseError",
+    "UnstoredRowsError",
     "ValidationError",
+    "VenueError",
+    "VenueRequestError",
+    "WorkerCrashLoopError",
     "WriteError",
     "load_settings",
 ]

@@ -49,7 +49,8 @@ def configure_logging(settings: Settings, process: str = "main") -> None:
 class ErrorGroup(click.Group):
     """Typed errors become one red line instead of a traceback: exit 2 for invalid configuration
     (the message names the key), 4 when trades were received but not stored (``DataLossError``, the
-    message has the count), 1 for anything else, with a hint when QuestDB is unreachable."""
+    message has the count), 1 for anything else, with a hint to start QuestDB when it is unreachable
+    (a refused login is a ``QuestDBAuthError``, "authentication failed": starting it would not help)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -193,9 +193,12 @@ class Settings:
         return f"http::addr={q.host}:{q.http_port};request_timeout={self.ingest.request_timeout_ms};"
 
     def pg_conninfo(self) -> str:
-        """libpq connection string for PGWire."""
+        """libpq connection string for PGWire, every value quoted by psycopg: a password with a space,
+        a quote or ``=`` is passed as it is, never parsed as more options."""
+        from psycopg.conninfo import make_conninfo  # psycopg is heavy; only PGWire users pay for it
+
         q = self.questdb
-        return f"host={q.host} port={q.pg_port} user={q.user} password={q.password} dbname={q.database}"
+        return make_conninfo(host=q.host, port=q.pg_port, user=q.user, password=q.password, dbname=q.database)
 
     def table(self, name: str) -> str:
         """Physical table name for a logical one (applies ``schema.table_prefix``)."""

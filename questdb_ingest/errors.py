@@ -7,6 +7,7 @@ PumpwatchError
 ├── DataLossError                 trades a feed received were not stored; carries the count
 ├── QuestDBServerError            the local QuestDB process (install, start, stop)
 │   └── QuestDBNotInstalledError  the pinned jar or a suitable JDK is missing
+├── QuestDBAuthError              QuestDB answered PGWire and refused the user/password
 ├── MigrationError                schema migrations
 │   ├── MigrationChecksumError    an applied migration file was edited afterwards
 │   └── SchemaPendingError        the database lacks migrations this version needs
@@ -16,19 +17,19 @@ PumpwatchError
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 ├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
 └── WriteError                    ILP writes
-    └── FlushError                a flush did not reach a confirmed commit; rows are kept
-        ├── FlushRejectedError    the server answered and refused the data (its message attached)
-        ├── FlushTransportError   QuestDB could not be reached or timed out (retryable)
-        └── SenderError           the sharded sender (router, workers, spool)
-            ├── SenderClosedError     a batch was submitted after close()
-            ├── BackpressureTimeoutError  submit() waited longer than its timeout; the batch was not taken
-            ├── TransportUnsupportedError  the server does not speak the chosen transport
-            ├── WorkerCrashLoopError  a worker failed to start sender.max_restarts times in a row
-            ├── UnstoredRowsError     close() ended with rows held only in memory; carries the count
-            └── SpoolError            the durable spool
-                ├── SpoolLockedError  another process owns the spool directory
-                └── SpoolFullError    the spool reached spool_max_bytes; the record was not taken
-                    └── SpoolDiskFullError  the spool's filesystem is full (ENOSPC/EDQUOT)
+    ├── FlushError                a flush did not reach a confirmed commit; rows are kept
+    │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
+    │   └── FlushTransportError   QuestDB could not be reached or timed out (retryable)
+    └── SenderError               the sharded sender (router, workers, spool)
+        ├── SenderClosedError     a batch was submitted after close()
+        ├── BackpressureTimeoutError  submit() waited longer than its timeout; the batch was not taken
+        ├── TransportUnsupportedError  the server does not speak the chosen transport
+        ├── WorkerCrashLoopError  a worker failed to start sender.max_restarts times in a row
+        ├── UnstoredRowsError     close() ended with rows held only in memory; carries the count
+        └── SpoolError            the durable spool
+            ├── SpoolLockedError  another process owns the spool directory
+            └── SpoolFullError    the spool reached spool_max_bytes; the record was not taken
+                └── SpoolDiskFullError  the spool's filesystem is full (ENOSPC/EDQUOT)
 """
 
 from __future__ import annotations
@@ -80,6 +81,21 @@ class QuestDBServerError(PumpwatchError):
 
 class QuestDBNotInstalledError(QuestDBServerError):
     """The pinned QuestDB jar (or a JDK able to run it) is not installed."""
+
+
+class QuestDBAuthError(PumpwatchError):
+    """QuestDB answered over PGWire and refused the login: the server is up, so the fix is
+    ``questdb.user``/``questdb.password``, not starting it (retrying cannot help either)."""
+
+    def __init__(self, host: str, port: int, user: str, reason: str) -> None:
+        super().__init__(
+            f"authentication failed: QuestDB at {host}:{port} refused user {user!r} over PGWire ({reason}); "
+            "check questdb.user and questdb.password (PUMPWATCH_QUESTDB_USER / PUMPWATCH_QUESTDB_PASSWORD)"
+        )
+        self.host = host
+        self.port = port
+        self.user = user
+        self.reason = reason
 
 
 class MigrationError(PumpwatchError):

@@ -27,7 +27,14 @@ from ..connectors.pipeline import Pipeline, SenderSink, WriterEvents
 from ..connectors.registry import Connector, select
 from ..connectors.replay_process import ReplayProcess
 from ..connectors.run import SyntheticRun, run_feeds, run_synthetic
-from ..errors import MigrationError, PumpwatchError, SchemaPendingError, SenderError, UnstoredRowsError
+from ..errors import (
+    MigrationError,
+    PumpwatchError,
+    QuestDBAuthError,
+    SchemaPendingError,
+    SenderError,
+    UnstoredRowsError,
+)
 from ..load import LoadPattern
 from ..sender import SenderMetrics, ShardedSender
 from ..store.migrations import check_schema, migrate
@@ -94,7 +101,8 @@ class SchemaWatch:
     def __init__(self, settings: Settings, *, apply: bool) -> None:
         self.settings = settings
         self.apply = apply
-        self.state = "unchecked"  # unchecked | unreachable | ok | pending | error
+        self.state = "unchecked"  # unchecked | unreachable | refused | ok | pending | error
+        self.refusal: QuestDBAuthError | None = None  # why QuestDB refused the login (state "refused")
         self.message = ""
         self.problems = ""  # what is wrong with the schema (pending/edited/unknown migrations)
         self._stop = threading.Event()
@@ -113,6 +121,10 @@ class SchemaWatch:
                     report = migrate(conn, self.settings, reconcile_ttl=False)
                     log.warning("schema: applied %s", ", ".join(m.path.name for m in report.applied))
                     status = check_schema(conn, self.settings)
+        except QuestDBAuthError as exc:  # up but refusing us: no spool-and-wait, the password is wrong
+            self.refusal = exc
+            self._set("refused", str(exc))
+            return self.state
         except psycopg.OperationalError as exc:
             q = self.settings.questdb
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -176,8 +188,9 @@ class Capture:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Capture:
-        """Bring every part up. Refuses to start (``SchemaPendingError``/``MigrationError``) only when
-        QuestDB answers and its schema is behind; an unreachable QuestDB is reported and waited for."""
+        """Bring every part up. Refuses to start only when QuestDB answers and its schema is behind
+        (``SchemaPendingError``/``MigrationError``) or it refuses the login (``QuestDBAuthError``);
+        an unreachable QuestDB is reported and waited for."""
         o = self.options
         if o.hybrid:
             from ..hybrid.rollout import Rollout
@@ -227,6 +240,8 @@ class Capture:
             )
         if state == "error":
             raise MigrationError(self.schema.message)
+        if state == "refused" and self.schema.refusal is not None:
+            raise self.schema.refusal
         if state == "unreachable":
             log.error(
                 "%s; capturing into the spool at %s, replayed once it answers; the schema is checked then",

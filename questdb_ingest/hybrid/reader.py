@@ -105,7 +105,7 @@ class QuestDBReader:
             started = time.perf_counter()
             try:
                 self._connection().execute("SELECT 1").fetchone()
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, PumpwatchError) as exc:
                 self._drop()
                 self.stats.record(False, (time.perf_counter() - started) * 1e3, f"{type(exc).__name__}: {exc}")
                 raise QueryError(f"QuestDB health probe failed: {exc}") from exc
@@ -120,7 +120,7 @@ class QuestDBReader:
             try:
                 conn = self._connection()
                 return wait_applied(conn, table, wal_sequencer_txn(conn, table), timeout)
-            except (psycopg.Error, OSError, LookupError, RuntimeError) as exc:
+            except (psycopg.Error, OSError, LookupError, RuntimeError, PumpwatchError) as exc:
                 self._drop()
                 raise QueryError(f"QuestDB WAL sync of {table} failed: {exc}") from exc
 

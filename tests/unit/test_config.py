@@ -140,3 +140,18 @@ def test_bad_new_sender_settings_name_the_key(key: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(env={}, overrides={"sender": {key: value}})
     assert info.value.key == f"sender.{key}"
+
+
+@pytest.mark.parametrize("password", ["a b", "x=y", "s3cr et=x host=evil sslmode=disable", "q'uo\\te", ""])
+def test_pg_conninfo_passes_any_password_as_one_value(password: str) -> None:
+    """A space ended the value and ``=`` started another option in the old f-string conninfo."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    s = load_settings(env={}, overrides={"questdb": {"user": "the user", "password": password}})
+    assert conninfo_to_dict(s.pg_conninfo()) == {
+        "host": "127.0.0.1",
+        "port": "8812",
+        "user": "the user",
+        "password": password,
+        "dbname": "qdb",
+    }
