@@ -143,6 +143,7 @@ RUN = ["run", "--source", "synthetic", "--seconds", "1"]  # on the old code thes
         (["replay-server", "--max-trades", "-1"], "--max-trades"),
         (["replay-server", "--speed", "-1"], "--speed"),
     ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
 def test_numeric_flag_out_of_range_is_a_usage_error_naming_it(args: list[str], flag: str) -> None:
     one_error_line(CliRunner().invoke(main, args), f"'{flag}'")
