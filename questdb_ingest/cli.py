@@ -22,7 +22,18 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .cli_support import ErrorGroup, cli_settings, console
+from .cli_support import (
+    COUNT,
+    NON_NEGATIVE,
+    PORT,
+    POSITIVE_RATE,
+    RATE,
+    SECONDS,
+    WORKERS,
+    ErrorGroup,
+    cli_settings,
+    console,
+)
 from .config import Settings
 from .errors import PumpwatchError
 from .resources import questdb_pin
@@ -85,10 +96,10 @@ def _server_options(f: Any) -> Any:
     for opt in reversed(
         [
             click.option("--data-dir", type=click.Path(file_okay=False), help="Server root (db, conf, log, pid)."),
-            click.option("--http-port", type=int, help="HTTP / ILP-over-HTTP port (9000)."),
-            click.option("--pg-port", type=int, help="PGWire port (8812)."),
-            click.option("--ilp-tcp-port", type=int, help="ILP/TCP port (9009)."),
-            click.option("--health-port", type=int, help="Health endpoint port (9003)."),
+            click.option("--http-port", type=PORT, help="HTTP / ILP-over-HTTP port (9000)."),
+            click.option("--pg-port", type=PORT, help="PGWire port (8812)."),
+            click.option("--ilp-tcp-port", type=PORT, help="ILP/TCP port (9009)."),
+            click.option("--health-port", type=PORT, help="Health endpoint port (9003)."),
         ]
     ):
         f = opt(f)
@@ -140,14 +151,19 @@ def questdb_stop(ctx: click.Context, /, **flags: Any) -> None:
 
 @questdb.command("status")
 @_server_options
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context
-def questdb_status(ctx: click.Context, /, **flags: Any) -> None:
-    """Show whether the server runs and answers; exit 3 when it does not."""
+def questdb_status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
+    """Show whether a server answers the health endpoint of questdb.host (ours, or one started
+    elsewhere); exit 3 when none does."""
+    import json
+
     st = _process(ctx, **flags).status()
-    state = "running" if st.running else "stopped"
-    health = "healthy" if st.healthy else "not answering"
-    console.print(f"QuestDB {questdb_pin().version}: {state} (pid {st.pid}), {health}; data {st.data_dir}")
-    if not (st.running and st.healthy):
+    if as_json:
+        click.echo(json.dumps({"version": questdb_pin().version, **st.as_dict()}, indent=2))
+    else:
+        console.print(f"QuestDB {questdb_pin().version}: {st.describe()}", highlight=False)
+    if not st.ok:
         sys.exit(3)
 
 
@@ -155,7 +171,7 @@ def questdb_status(ctx: click.Context, /, **flags: Any) -> None:
 def _schema_options(f: Any) -> Any:
     f = click.option("--schema-dir", type=click.Path(file_okay=False), help="Directory of NNN_*.sql files.")(f)
     f = click.option("--table-prefix", help="Prefix for every table name.")(f)
-    f = click.option("--ttl-days", type=int, help="TTL of the data tables (days).")(f)
+    f = click.option("--ttl-days", type=click.IntRange(1, 36500), help="TTL of the data tables (days).")(f)
     return f
 
 
@@ -263,9 +279,9 @@ def _create_demo_tables(settings: Settings, demo_prefix_used: bool) -> None:
 
 
 @main.command("demo")
-@click.option("--trades", default=100_000, show_default=True, help="Synthetic trades to write.")
-@click.option("--symbols", default=200, show_default=True, help="Distinct symbols.")
-@click.option("--batch-rows", type=int, help="Rows per flush (default: ingest.batch_rows).")
+@click.option("--trades", type=COUNT, default=100_000, show_default=True, help="Synthetic trades to write.")
+@click.option("--symbols", type=COUNT, default=200, show_default=True, help="Distinct symbols.")
+@click.option("--batch-rows", type=COUNT, help="Rows per flush (default: ingest.batch_rows).")
 @_demo_option
 @click.pass_context
 def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None, demo_prefix: str | None) -> None:
@@ -348,13 +364,15 @@ def _progress() -> Progress:
 
 # --------------------------------------------------------------------------- load
 @main.command("load")
-@click.option("--duration", default=60.0, show_default=True, help="Seconds to generate for.")
-@click.option("--base-rate", default=1000.0, show_default=True, help="Trades/s between pumps.")
-@click.option("--burst-rate", default=5000.0, show_default=True, help="Trades/s during a pump.")
-@click.option("--burst-every", default=60.0, show_default=True, help="Seconds between pump starts.")
-@click.option("--burst-seconds", default=10.0, show_default=True, help="Length of a pump.")
-@click.option("--symbols", default=300, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--duration", type=SECONDS, default=60.0, show_default=True, help="Seconds to generate for.")
+@click.option("--base-rate", type=RATE, default=1000.0, show_default=True, help="Trades/s between pumps.")
+@click.option("--burst-rate", type=RATE, default=5000.0, show_default=True, help="Trades/s during a pump.")
+@click.option("--burst-every", type=SECONDS, default=60.0, show_default=True, help="Seconds between pump starts.")
+@click.option("--burst-seconds", type=NON_NEGATIVE, default=10.0, show_default=True, help="Length of a pump.")
+@click.option("--symbols", type=COUNT, default=300, show_default=True)
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option("--transport", type=click.Choice(["http", "ws"]), default="http", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the final metrics here.")
 @_demo_option
@@ -481,11 +499,17 @@ def _status_line(head: str, rate: float, received: int, m: Any, extra: str = "")
 )
 @click.option("--replay-url", help="A running replay server, e.g. http://127.0.0.1:8765 (implies --source replay).")
 @click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
-@click.option("--replay-symbols", default=10, show_default=True, help="Symbols per venue on a started replay server.")
-@click.option("--rate", default=1000.0, show_default=True, help="Base trades/s (replay server, synthetic).")
-@click.option("--burst-rate", default=5000.0, show_default=True, help="Burst trades/s (replay server, synthetic).")
-@click.option("--seconds", type=float, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option(
+    "--replay-symbols", type=COUNT, default=10, show_default=True, help="Symbols per venue on a started replay server."
+)
+@click.option("--rate", type=RATE, default=1000.0, show_default=True, help="Base trades/s (replay server, synthetic).")
+@click.option(
+    "--burst-rate", type=RATE, default=5000.0, show_default=True, help="Burst trades/s (replay server, synthetic)."
+)
+@click.option("--seconds", type=SECONDS, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option(
     "--hybrid-mode/--no-hybrid-mode",
     default=False,
@@ -703,7 +727,7 @@ def _hybrid_report(runtime: Any) -> dict[str, Any]:
 @main.command("record")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Session directory to write.")
 @click.option("--connectors", "names", help="Comma list of connectors (default: connectors.enabled).")
-@click.option("--seconds", type=float, default=60.0, show_default=True, help="How long to record.")
+@click.option("--seconds", type=SECONDS, default=60.0, show_default=True, help="How long to record.")
 @click.option("--base-url", help="Record from this server instead of the venues (e.g. a replay server).")
 @click.pass_context
 def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, base_url: str | None) -> None:
@@ -752,11 +776,15 @@ def bench() -> None:
 
 
 @bench.command("insert")
-@click.option("--records", default=1_000_000, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--records", type=COUNT, default=1_000_000, show_default=True)
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option("--transport", type=click.Choice(["http", "ws", "tcp"]), default="http", show_default=True)
-@click.option("--batch-rows", default=100_000, show_default=True, help="Rows per flush for every contender.")
-@click.option("--repeat", default=3, show_default=True, help="Rotating rounds; the median is reported.")
+@click.option(
+    "--batch-rows", type=COUNT, default=100_000, show_default=True, help="Rows per flush for every contender."
+)
+@click.option("--repeat", type=COUNT, default=3, show_default=True, help="Rotating rounds; the median is reported.")
 @click.option("--per-row/--no-per-row", default=True, show_default=True, help="Include the per-row TCP baseline.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/insert.json")
 @click.pass_context
@@ -792,10 +820,14 @@ def bench_insert(
 
 
 @bench.command("stream")
-@click.option("--rate", default=5000.0, show_default=True, help="Trades/s, steady.")
-@click.option("--seconds", default=20.0, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
-@click.option("--flush-interval", type=float, help="Override ingest.flush_interval (seconds).")
+@click.option("--rate", type=POSITIVE_RATE, default=5000.0, show_default=True, help="Trades/s, steady.")
+@click.option("--seconds", type=SECONDS, default=20.0, show_default=True)
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
+@click.option(
+    "--flush-interval", type=click.FloatRange(0, 3600, min_open=True), help="Override ingest.flush_interval (seconds)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/stream.json")
 @click.pass_context
 def bench_stream(
@@ -818,11 +850,13 @@ def bench_stream(
 
 
 @bench.command("lag")
-@click.option("--rate", default=1000.0, show_default=True, help="Replay trades/s, steady (no bursts).")
-@click.option("--seconds", default=60.0, show_default=True, help="How long the replay server sends.")
+@click.option("--rate", type=POSITIVE_RATE, default=1000.0, show_default=True, help="Replay trades/s (no bursts).")
+@click.option("--seconds", type=SECONDS, default=60.0, show_default=True, help="How long the replay server sends.")
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option("--symbols", default=10, show_default=True, help="Instruments per connector.")
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector.")
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/lag.json")
 @click.pass_context
 def bench_lag(
@@ -852,10 +886,20 @@ def bench_lag(
 
 
 @bench.command("connectors")
-@click.option("--trades", default=1_400_000, show_default=True, help="Trades in the frame mix (split over connectors).")
+@click.option(
+    "--trades",
+    type=COUNT,
+    default=1_400_000,
+    show_default=True,
+    help="Trades in the frame mix (split over connectors).",
+)
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
-@click.option("--repeat", default=3, show_default=True, help="Pipeline rounds per contender (median reported).")
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
+@click.option(
+    "--repeat", type=COUNT, default=3, show_default=True, help="Pipeline rounds per contender (median reported)."
+)
 @click.option("--pipeline/--no-pipeline", default=True, show_default=True, help="Also run the QuestDB pipeline rounds.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors.json")
 @click.pass_context
@@ -883,11 +927,15 @@ def bench_connectors(
 
 
 @bench.command("e2e")
-@click.option("--trades", default=1_000_000, show_default=True, help="Trades the replay server generates in all.")
-@click.option("--rate", default=150_000.0, show_default=True, help="Replay trades/s (no bursts).")
+@click.option(
+    "--trades", type=COUNT, default=1_000_000, show_default=True, help="Trades the replay server generates in all."
+)
+@click.option("--rate", type=POSITIVE_RATE, default=150_000.0, show_default=True, help="Replay trades/s (no bursts).")
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option("--symbols", default=10, show_default=True, help="Instruments per connector.")
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector.")
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option(
     "--playback/--generate",
     default=True,
@@ -930,11 +978,15 @@ def _seconds(value: str) -> float:
 
 @bench.command("query")
 @click.option("--timerange", default="40s", show_default=True, help="Window length (±half around the trigger).")
-@click.option("--symbols", default=10, show_default=True, help="Base assets queried (random, seeded).")
-@click.option("--rounds", default=50, show_default=True, help="Windows per symbol, at random triggers.")
-@click.option("--trades", default=10_000_000, show_default=True, help="Trades loaded (12 venues, last hour).")
-@click.option("--universe", default=300, show_default=True, help="Distinct symbols in the loaded trades.")
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Base assets queried (random, seeded).")
+@click.option("--rounds", type=COUNT, default=50, show_default=True, help="Windows per symbol, at random triggers.")
+@click.option(
+    "--trades", type=COUNT, default=10_000_000, show_default=True, help="Trades loaded (12 venues, last hour)."
+)
+@click.option("--universe", type=COUNT, default=300, show_default=True, help="Distinct symbols in the loaded trades.")
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/query.json")
 @click.pass_context
 def bench_query(
@@ -969,10 +1021,14 @@ def bench_query(
 
 
 @bench.command("ring")
-@click.option("--trades", default=18_000_000, show_default=True, help="Trades to fill (1 h at 5,000/s = 18 M).")
-@click.option("--venues", default=14, show_default=True)
-@click.option("--symbols", default=300, show_default=True, help="Base assets.")
-@click.option("--queries", default=1000, show_default=True, help="±20 s windows timed per kind (asset, pair).")
+@click.option(
+    "--trades", type=COUNT, default=18_000_000, show_default=True, help="Trades to fill (1 h at 5,000/s = 18 M)."
+)
+@click.option("--venues", type=COUNT, default=14, show_default=True)
+@click.option("--symbols", type=COUNT, default=300, show_default=True, help="Base assets.")
+@click.option(
+    "--queries", type=COUNT, default=1000, show_default=True, help="±20 s windows timed per kind (asset, pair)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/ring.json")
 def bench_ring(trades: int, venues: int, symbols: int, queries: int, json_path: str) -> None:
     """The ring buffer alone: RSS for an hour of trades and ±20 s window latency (no QuestDB)."""
@@ -998,16 +1054,26 @@ def bench_ring(trades: int, venues: int, symbols: int, queries: int, json_path: 
 
 
 @bench.command("hybrid")
-@click.option("--seconds", default=300.0, show_default=True, help="How long to run (the seed's test: 5 minutes).")
+@click.option(
+    "--seconds", type=SECONDS, default=300.0, show_default=True, help="How long to run (the seed's test: 5 minutes)."
+)
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option("--symbols", default=10, show_default=True, help="Instruments per connector on the replay server.")
-@click.option("--rate", default=1000.0, show_default=True, help="Base trades/s.")
-@click.option("--burst-rate", default=5000.0, show_default=True, help="Trades/s during bursts.")
-@click.option("--burst-every", default=60.0, show_default=True, help="Seconds between bursts.")
-@click.option("--burst-seconds", default=10.0, show_default=True, help="Burst length.")
-@click.option("--listing-every", default=30.0, show_default=True, help="Seconds between injected listings.")
-@click.option("--compare-every", default=5.0, show_default=True, help="Seconds between random window compares.")
-@click.option("--workers", default=0, show_default=True, help="Sender worker processes (0 = one per core).")
+@click.option(
+    "--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector on the replay server."
+)
+@click.option("--rate", type=POSITIVE_RATE, default=1000.0, show_default=True, help="Base trades/s.")
+@click.option("--burst-rate", type=RATE, default=5000.0, show_default=True, help="Trades/s during bursts.")
+@click.option("--burst-every", type=SECONDS, default=60.0, show_default=True, help="Seconds between bursts.")
+@click.option("--burst-seconds", type=NON_NEGATIVE, default=10.0, show_default=True, help="Burst length.")
+@click.option(
+    "--listing-every", type=SECONDS, default=30.0, show_default=True, help="Seconds between injected listings."
+)
+@click.option(
+    "--compare-every", type=SECONDS, default=5.0, show_default=True, help="Seconds between random window compares."
+)
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/hybrid.json")
 @click.pass_context
 def bench_hybrid(

@@ -6,6 +6,8 @@ under ``pumpwatch`` or on their own, without importing ``cli`` (which imports th
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -21,6 +23,17 @@ from .errors import ConfigError, DataLossError, PumpwatchError
 NO_TERMINAL_WIDTH = 400
 console = Console() if sys.stdout.isatty() else Console(width=NO_TERMINAL_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
+
+# The ranges of the numeric flags: click refuses a value outside with one usage line naming the
+# flag and exit 2, before the command does any work (``--workers -1`` used to end in a traceback).
+COUNT = click.IntRange(min=1)  # rows, trades, symbols, rounds, repeats: at least one
+NON_NEGATIVE_INT = click.IntRange(min=0)
+WORKERS = click.IntRange(0, 256)  # as sender.workers: 0 = one per core
+PORT = click.IntRange(1, 65535)
+SECONDS = click.FloatRange(min=0, min_open=True)  # a duration or period: must be > 0
+NON_NEGATIVE = click.FloatRange(min=0)  # a length, pace or rate where 0 means none
+RATE = NON_NEGATIVE  # trades/s; 0 = none
+POSITIVE_RATE = click.FloatRange(min=0, min_open=True)
 
 
 def cli_settings(ctx: click.Context, **sections: dict[str, Any] | None) -> Settings:
@@ -46,28 +59,43 @@ def configure_logging(settings: Settings, process: str = "main") -> None:
     configure(LogSpec(level=lg.level.lower(), format=lg.format.lower(), file=lg.file, process=process))
 
 
-class ErrorGroup(click.Group):
+@contextmanager
+def typed_errors() -> Iterator[None]:
     """Typed errors become one red line instead of a traceback: exit 2 for invalid configuration
     (the message names the key), 4 when trades were received but not stored (``DataLossError``, the
     message has the count), 1 for anything else, with a hint to start QuestDB when it is unreachable
     (a refused login is a ``QuestDBAuthError``, "authentication failed": starting it would not help)."""
+    try:
+        yield
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except DataLossError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(4)
+    except PumpwatchError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except psycopg.OperationalError as exc:
+        err_console.print(
+            f"[bold red]error:[/] cannot reach QuestDB over PGWire: {escape(str(exc))}".rstrip()
+            + "\n(start it with `pumpwatch questdb start`)",
+            highlight=False,
+        )
+        sys.exit(1)
+
+
+class ErrorGroup(click.Group):
+    """A group whose commands report typed errors as ``typed_errors`` says."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with typed_errors():
             return super().invoke(ctx)
-        except ConfigError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            sys.exit(2)
-        except DataLossError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            sys.exit(4)
-        except PumpwatchError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            sys.exit(1)
-        except psycopg.OperationalError as exc:
-            err_console.print(
-                f"[bold red]error:[/] cannot reach QuestDB over PGWire: {escape(str(exc))}".rstrip()
-                + "\n(start it with `pumpwatch questdb start`)",
-                highlight=False,
-            )
-            sys.exit(1)
+
+
+class ErrorCommand(click.Command):
+    """A command outside an ``ErrorGroup`` (``replay-server`` run on its own) with the same exits."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with typed_errors():
+            return super().invoke(ctx)

@@ -1,7 +1,8 @@
 """Typed settings: defaults, then a TOML file, then PUMPWATCH_* environment variables, then flags.
 
-Unknown keys and out-of-range values fail at start-up with a ``ConfigError`` naming the key,
-so a typo never silently falls back to a default.
+Unknown keys and out-of-range values fail at start-up with a ``ConfigError`` naming the key, and
+a ``PUMPWATCH_*`` environment variable naming no setting (other than ``ENV_NOT_SETTINGS``) fails
+naming the variable, so a typo never silently falls back to a default.
 
 Every file the system keeps (QuestDB's data, the spool, dead letters, rollout state, exports)
 lives under one **state root**, never under the working directory: a spool written by a run
@@ -28,6 +29,15 @@ from typing import Any
 from .errors import ConfigError
 
 ENV_PREFIX = "PUMPWATCH_"
+# The PUMPWATCH_* variables that are not PUMPWATCH_<SECTION>_<KEY> settings; any other PUMPWATCH_*
+# variable must name a setting, so a misspelt section or key fails instead of being ignored.
+ENV_NOT_SETTINGS = frozenset(
+    {
+        "PUMPWATCH_CONFIG",  # the config file (find_config)
+        "PUMPWATCH_CACHE_DIR",  # the QuestDB jar cache (server.install, scripts/install-questdb.sh)
+        "PUMPWATCH_DRILL_OUTAGE_S",  # the fault drills' outage length (tests/drills, scripts/fault-drills.sh)
+    }
+)
 DEFAULT_CONFIG_FILE = "pumpwatch.toml"
 SYSTEM_CONFIG_DIR = Path("/etc/pumpwatch")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -418,6 +428,31 @@ def _read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError("config", f"cannot read {file}: {exc.strerror or exc}") from None
 
 
+def _env_settings(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The PUMPWATCH_<SECTION>_<KEY> variables by section; one naming no setting fails by its name."""
+    found: dict[str, dict[str, str]] = {}
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in ENV_NOT_SETTINGS:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in _SECTIONS:
+            raise ConfigError(
+                var,
+                f"environment variable names no setting: unknown section {section!r} "
+                f"(PUMPWATCH_<SECTION>_<KEY>, sections: {', '.join(_SECTIONS)}; "
+                f"other variables: {', '.join(sorted(ENV_NOT_SETTINGS))})",
+            )
+        known = {f.name for f in fields(_SECTIONS[section])}
+        if key not in known:
+            raise ConfigError(
+                var,
+                f"environment variable names no setting: unknown key {section}.{key} "
+                f"(known keys: {', '.join(sorted(known))})",
+            )
+        found.setdefault(section, {})[key] = env[var]
+    return found
+
+
 def _relative_to(sections: dict[str, Any], keys: tuple[tuple[str, str], ...], base: Path, only: set[str]) -> None:
     """Make the relative ``keys`` set in this layer (``only``) absolute against ``base``."""
     for section, key in keys:
@@ -449,12 +484,9 @@ def load_settings(
         _relative_to(sections, _INPUT_PATHS, file.parent, in_file)
 
     later: set[str] = set()
-    for section in _SECTIONS:
-        prefix = f"{ENV_PREFIX}{section.upper()}_"
-        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
-        if values:
-            sections[section] = _apply(sections[section], section, values, "environment")
-            later |= {f"{section}.{key}" for key in values}
+    for section, values in _env_settings(env).items():
+        sections[section] = _apply(sections[section], section, values, "environment")
+        later |= {f"{section}.{key}" for key in values}
 
     for section, values in (overrides or {}).items():
         if section not in _SECTIONS:

@@ -1,4 +1,4 @@
-"""Print ``export PUMPWATCH_QUESTDB_<PORT>=<n>`` lines for four distinct free loopback ports.
+"""Print an ``export`` line for each of four distinct free loopback ports for QuestDB.
 
 CI starts its own QuestDB on them so that a server already holding the defaults (9000, 8812,
 9009, 9003) on the same machine cannot make the run fail or, worse, answer in its place.
@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import socket
 
-NAMES = ("HTTP_PORT", "PG_PORT", "ILP_TCP_PORT", "HEALTH_PORT")
+NAMES = (
+    "PUMPWATCH_QUESTDB_HTTP_PORT",
+    "PUMPWATCH_QUESTDB_PG_PORT",
+    "PUMPWATCH_QUESTDB_ILP_TCP_PORT",
+    "PUMPWATCH_QUESTDB_HEALTH_PORT",
+)
 
 
 def main() -> None:
@@ -19,7 +24,7 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             socks.append(s)
         for name, s in zip(NAMES, socks, strict=True):
-            print(f"export PUMPWATCH_QUESTDB_{name}={s.getsockname()[1]}")
+            print(f"export {name}={s.getsockname()[1]}")
     finally:
         for s in socks:
             s.close()

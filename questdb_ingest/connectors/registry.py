@@ -39,6 +39,8 @@ CONNECTORS: tuple[Connector, ...] = (
     Connector("bithumb_spot", "bithumb", "spot", "upbit"),
 )
 _BY_NAME = {c.name: c for c in CONNECTORS}
+# Every exchange a connector writes, in registry order: the values the ``exchange`` column can hold.
+EXCHANGES: tuple[str, ...] = tuple(dict.fromkeys(c.exchange for c in CONNECTORS))
 
 
 def connector(name: str, key: str = "connectors.enabled") -> Connector:

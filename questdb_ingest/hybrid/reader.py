@@ -13,7 +13,7 @@ import psycopg
 from ..config import Settings
 from ..errors import PumpwatchError, QueryError
 from ..models import TradeBatch
-from ..store.market import listing_window
+from ..store import market  # the module, not its names: store.market imports hybrid.window (a cycle)
 from ..store.pg import connect
 from ..store.queries import wait_applied, wal_sequencer_txn
 
@@ -97,7 +97,7 @@ class QuestDBReader:
             return result
 
     def _query(self, symbol: str, start_ns: int, end_ns: int) -> dict[str, TradeBatch]:
-        return listing_window(self._connection(), self.settings, symbol, start_ns, end_ns)
+        return market.listing_window(self._connection(), self.settings, symbol, start_ns, end_ns)
 
     def probe(self) -> float:
         """A cheap read that proves QuestDB answers; its latency (ms). Counted like any read."""

@@ -197,7 +197,7 @@ def rollout_rollback(ctx: click.Context, to_buffer: bool, reason: str, rollout_c
 
 
 @rollout.command("set")
-@click.argument("phase", type=int)
+@click.argument("phase", type=click.IntRange(min=0))
 @_reason_option
 @_rollout_config_option
 @click.pass_context

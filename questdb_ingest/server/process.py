@@ -30,7 +30,13 @@ _JVM_OPTS = ("-XX:+UnlockExperimentalVMOptions", "-XX:+AlwaysPreTouch", "-XX:+Us
 
 @dataclass(frozen=True)
 class ServerStatus:
-    running: bool
+    """What answers at the configured address, and whether it is the server of ``data_dir``.
+
+    ``pid`` is our server's (from its pid file, alive); ``healthy`` is the health endpoint of
+    ``host``:``health_port`` answering. A server that answers without a pid of ours was started by
+    someone else (``external``): it is running, never reported as stopped."""
+
+    running: bool  # ours is alive, or something answers the health endpoint
     pid: int | None
     healthy: bool
     data_dir: Path
@@ -39,6 +45,43 @@ class ServerStatus:
     pg_port: int
     ilp_tcp_port: int
     health_port: int
+    host: str = BIND_HOST
+
+    @property
+    def external(self) -> bool:
+        """A healthy server that pumpwatch did not start (no live pid file in ``data_dir``)."""
+        return self.pid is None and self.healthy
+
+    @property
+    def ok(self) -> bool:
+        """Running and answering: what ``questdb status`` exits 0 for."""
+        return self.running and self.healthy
+
+    def describe(self) -> str:
+        """One line: ``running (pid 12), healthy``, ``running (external, …), healthy`` or ``stopped``."""
+        where = f"{self.host}:{self.health_port}"
+        if self.pid is not None:
+            health = f"healthy at {where}" if self.healthy else f"not answering at {where}"
+            return f"running (pid {self.pid}), {health}; data {self.data_dir}"
+        if self.healthy:
+            return f"running (external, not started by pumpwatch), healthy at {where}"
+        return f"stopped (nothing answers at {where}); data {self.data_dir}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The same facts for ``--json`` (``state`` is the word ``describe`` starts with)."""
+        return {
+            "state": "running" if self.running else "stopped",
+            "external": self.external,
+            "pid": self.pid,
+            "healthy": self.healthy,
+            "host": self.host,
+            "http_port": self.http_port,
+            "pg_port": self.pg_port,
+            "ilp_tcp_port": self.ilp_tcp_port,
+            "health_port": self.health_port,
+            "data_dir": str(self.data_dir),
+            "log_file": str(self.log_file),
+        }
 
 
 class QuestDBProcess:
@@ -64,8 +107,10 @@ class QuestDBProcess:
             return None
         return pid if b"io.questdb" in cmdline else None
 
-    def healthy(self, timeout: float = 1.0) -> bool:
-        url = f"http://{BIND_HOST}:{self.settings.health_port}/"
+    def healthy(self, timeout: float = 1.0, host: str = BIND_HOST) -> bool:
+        """Whether the health endpoint on ``host`` answers 200 (our server binds ``BIND_HOST``)."""
+        name = f"[{host}]" if ":" in host else host
+        url = f"http://{name}:{self.settings.health_port}/"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return bool(resp.status == 200)
@@ -73,18 +118,22 @@ class QuestDBProcess:
             return False
 
     def status(self) -> ServerStatus:
+        """Our pid, and the health endpoint of the configured ``questdb.host`` (where clients go),
+        so a server started elsewhere counts as running."""
         pid = self.pid()
         s = self.settings
+        healthy = self.healthy(host=s.host)
         return ServerStatus(
-            running=pid is not None,
+            running=pid is not None or healthy,
             pid=pid,
-            healthy=self.healthy(),
+            healthy=healthy,
             data_dir=self.root,
             log_file=self.log_file,
             http_port=s.http_port,
             pg_port=s.pg_port,
             ilp_tcp_port=s.ilp_tcp_port,
             health_port=s.health_port,
+            host=s.host,
         )
 
     def log_tail(self, lines: int = 40) -> str:

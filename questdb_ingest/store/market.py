@@ -7,6 +7,9 @@ a ``SAMPLE BY`` interval that has matched ``INTERVAL_RE`` (``SAMPLE BY`` cannot 
 
 A ``symbol`` argument means what it means for the hybrid window (``hybrid.window``):
 ``XYZ-USDT`` is that instrument only, a bare ``XYZ`` is every instrument with base ``XYZ``.
+Filters are matched as the rows are stored, so case does not matter (``BINANCE`` is ``binance``,
+``SPOT`` is ``spot``, ``xyz-usdt`` is ``XYZ-USDT``), and an exchange no connector writes or an unknown
+market type is a ``QueryArgumentError`` listing the valid ones, never an empty answer.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from ..config import Settings
+from ..connectors.registry import EXCHANGES
 from ..errors import PumpwatchError, QueryError
 from ..hybrid.window import is_base_query, sort_by_time, venue_key
-from ..models import NO_SEQUENCE, I64Array, ObjArray, TradeBatch
+from ..models import MARKET_TYPES, NO_SEQUENCE, I64Array, ObjArray, TradeBatch
 from . import queries
 
 Conn = psycopg.Connection[Any]
@@ -98,12 +102,32 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _check_symbol(symbol: object, argument: str = "symbol") -> str:
+def normal_symbol(symbol: object, argument: str = "symbol") -> str:
+    """``symbol`` as stored (upper case: ``xyz-usdt`` means ``XYZ-USDT``); a malformed one is refused."""
     if not isinstance(symbol, str) or not symbol.strip() or symbol != symbol.strip():
         raise QueryArgumentError(argument, symbol, "must be a non-empty symbol without surrounding spaces")
     if symbol.startswith("-") or symbol.endswith("-"):
         raise QueryArgumentError(argument, symbol, "expected BASE-QUOTE or a bare base asset")
-    return symbol
+    return symbol.upper()
+
+
+def normal_exchange(exchange: object, argument: str = "exchange") -> str:
+    """``exchange`` as stored (lower case); one no connector writes is refused with the valid list, so a
+    typo is an error instead of an empty answer."""
+    name = exchange.lower() if isinstance(exchange, str) else None
+    if name not in EXCHANGES:
+        raise QueryArgumentError(argument, exchange, f"unknown exchange; one of {', '.join(EXCHANGES)}")
+    return name
+
+
+def normal_market_type(market_type: object, argument: str = "market_type") -> str:
+    """``market_type`` as stored (lower case); anything but a ``MarketType`` is refused with the valid list."""
+    name = market_type.lower() if isinstance(market_type, str) else None
+    if name not in MARKET_TYPES:
+        raise QueryArgumentError(
+            argument, market_type, f"unknown market type; one of {', '.join(sorted(MARKET_TYPES))}"
+        )
+    return name
 
 
 def _check_ns(argument: str, value: object) -> int:
@@ -158,10 +182,10 @@ def _conditions(
         params.extend(values)
     if exchange is not None:
         where.append(sql.SQL("exchange = %s"))
-        params.append(exchange)
+        params.append(normal_exchange(exchange))
     if market_type is not None:
         where.append(sql.SQL("market_type = %s"))
-        params.append(market_type)
+        params.append(normal_market_type(market_type))
     return where, params
 
 
@@ -252,7 +276,7 @@ def listing_window(conn: Conn, settings: Settings, symbol: str, start_ns: int, e
     scan (only the window's rows are read, whatever the table size), the symbol test runs on
     those rows only, and ``ORDER BY ts`` is free on the designated timestamp.
     """
-    _check_symbol(symbol)
+    symbol = normal_symbol(symbol)
     _check_range(start_ns, end_ns)
     table = settings.table("trades")
     cond, params = symbol_condition([symbol])
@@ -282,7 +306,7 @@ def recent_trades(
         raise QueryArgumentError("limit", limit, "must be an int in 1..1000000")
     table = settings.table("trades")
     where, params = _conditions(
-        symbols=None if symbol is None else [_check_symbol(symbol)], exchange=exchange, market_type=market_type
+        symbols=None if symbol is None else [normal_symbol(symbol)], exchange=exchange, market_type=market_type
     )
     if since_ns is not None:
         where.append(sql.SQL("ts >= %s::timestamp_ns"))
@@ -321,7 +345,7 @@ def candles(
     aggregate trades with ``SAMPLE BY``. Both give the same buckets and values.
     Ordered by (ts, exchange, market_type, symbol).
     """
-    _check_symbol(symbol)
+    symbol = normal_symbol(symbol)
     _check_range(start_ns, end_ns)
     step = interval_ns(interval)
     first, last = candle_bounds(start_ns, end_ns, step)
@@ -372,7 +396,7 @@ def latest_prices(
     if symbols is not None:
         if isinstance(symbols, str):
             raise QueryArgumentError("symbols", symbols, "must be a list of symbols, not one string")
-        symbols = [_check_symbol(s, "symbols") for s in symbols]
+        symbols = [normal_symbol(s, "symbols") for s in symbols]
         if not symbols:
             return []
     table = settings.table("trades")

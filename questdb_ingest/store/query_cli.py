@@ -115,6 +115,36 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
+def _normalised(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that puts a filter in stored case with ``store.market.<name>`` while the
+    arguments are parsed, so a bad one is a usage error (exit 2) before any connection is made."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        from . import market
+
+        normal: Callable[[object], str] = getattr(market, name)
+        try:
+            if value is None:
+                return None
+            if isinstance(value, tuple):  # a repeated option
+                return tuple(normal(v) for v in value)
+            return normal(value)
+        except market.QueryArgumentError as exc:
+            raise click.BadParameter(f"{exc.value!r}: {exc.reason}", ctx=ctx, param=param) from None
+
+    return callback
+
+
+def _exchange_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--exchange", callback=_normalised("normal_exchange"), help="Only this exchange (any case).")(f)
+
+
+def _market_type_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--market-type", callback=_normalised("normal_market_type"), help="Only this market type (spot, futures)."
+    )(f)
+
+
 # --------------------------------------------------------------------------- commands
 @click.group(cls=ErrorGroup)
 def query() -> None:
@@ -122,9 +152,9 @@ def query() -> None:
 
 
 @query.command("window")
-@click.argument("symbol")
+@click.argument("symbol", callback=_normalised("normal_symbol"))
 @click.option("--at", "at_iso", help="Trigger time, ISO-8601 (UTC unless an offset is given), ns precision.")
-@click.option("--at-ns", type=int, help="Trigger time in ns since the epoch.")
+@click.option("--at-ns", type=click.IntRange(0, 2**63 - 1), help="Trigger time in ns since the epoch.")
 @click.option("--before", default="20s", show_default=True, help="Window start before the trigger.")
 @click.option("--after", default="20s", show_default=True, help="Window end after the trigger.")
 @_json_option
@@ -173,9 +203,9 @@ def window_cmd(
 
 
 @query.command("recent")
-@click.option("--exchange", help="Only this exchange.")
-@click.option("--market-type", help="Only this market type (spot, futures).")
-@click.option("--symbol", help="BASE-QUOTE, or a bare base for every quote.")
+@_exchange_option
+@_market_type_option
+@click.option("--symbol", callback=_normalised("normal_symbol"), help="BASE-QUOTE, or a bare base for every quote.")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
 @_json_option
 @click.pass_context
@@ -213,12 +243,12 @@ def recent_cmd(
 
 
 @query.command("candles")
-@click.argument("symbol")
+@click.argument("symbol", callback=_normalised("normal_symbol"))
 @click.option("--from", "start", required=True, help="Start: ISO-8601 or ns since the epoch.")
 @click.option("--to", "end", required=True, help="End: ISO-8601 or ns since the epoch.")
 @click.option("--interval", default="1m", show_default=True, help="Bucket: <n>s|m|h|d.")
-@click.option("--exchange", help="Only this exchange.")
-@click.option("--market-type", help="Only this market type (spot, futures).")
+@_exchange_option
+@_market_type_option
 @click.option("--no-view", is_flag=True, help="Aggregate trades with SAMPLE BY even for 1m (skip candles_1m).")
 @_json_option
 @click.pass_context
@@ -268,9 +298,15 @@ def candles_cmd(
 
 
 @query.command("latest")
-@click.option("--symbol", "symbols", multiple=True, help="BASE-QUOTE or bare base; repeat for several.")
-@click.option("--exchange", help="Only this exchange.")
-@click.option("--market-type", help="Only this market type (spot, futures).")
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    callback=_normalised("normal_symbol"),
+    help="BASE-QUOTE or bare base; repeat for several.",
+)
+@_exchange_option
+@_market_type_option
 @click.option("--within", help="Only keys that traded in this recent span, e.g. 1h (bounds the scan).")
 @_json_option
 @click.pass_context

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import click
 
+from ...cli_support import COUNT, POSITIVE_RATE, SECONDS
 from ..registry import connector
 from .config import ReplayConfig
 from .server import ReplayServer
@@ -116,9 +117,9 @@ async def measure(name: str, rate: float, seconds: float, symbols: int) -> Resul
 
 @click.command()
 @click.argument("connectors", nargs=-1)
-@click.option("--rate", type=float, multiple=True, default=[100_000.0, 1_000_000.0], show_default=True)
-@click.option("--seconds", type=float, default=4.0, show_default=True)
-@click.option("--symbols", type=int, default=20, show_default=True)
+@click.option("--rate", type=POSITIVE_RATE, multiple=True, default=[100_000.0, 1_000_000.0], show_default=True)
+@click.option("--seconds", type=SECONDS, default=4.0, show_default=True)
+@click.option("--symbols", type=COUNT, default=20, show_default=True)
 def main(connectors: tuple[str, ...], rate: tuple[float, ...], seconds: float, symbols: int) -> None:
     """Measure generation + encoding + sending per connector."""
     names = connectors or ("binance_spot", "okx_futures", "bybit_futures", "gate_futures", "phemex_futures")

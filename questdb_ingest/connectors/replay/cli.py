@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ...errors import ConfigError
+from ...cli_support import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, RATE, SECONDS, ErrorCommand
 from ..registry import select
 from .config import ReplayConfig
 from .server import ReplayServer
@@ -41,21 +41,29 @@ def stats_table(stats: dict[str, Any]) -> Table:
     return table
 
 
-@click.command("replay-server")
-@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.command("replay-server", cls=ErrorCommand)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
+)
 @click.option("--connectors", default="all", show_default=True, help="Comma list of connectors to serve.")
-@click.option("--symbols", type=int, default=20, show_default=True, help="Instruments per connector.")
+@click.option("--symbols", type=COUNT, default=20, show_default=True, help="Instruments per connector.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Generator seed.")
-@click.option("--rate", type=float, default=1_000.0, show_default=True, help="Trades/s across all connectors.")
-@click.option("--burst-rate", type=float, default=5_000.0, show_default=True, help="Trades/s during bursts.")
-@click.option("--burst-every", type=float, default=60.0, show_default=True, help="Seconds between bursts.")
-@click.option("--burst-seconds", type=float, default=5.0, show_default=True, help="Burst length (0: none).")
-@click.option("--max-trades", type=int, default=None, help="Stop generating after this many trades.")
+@click.option("--rate", type=RATE, default=1_000.0, show_default=True, help="Trades/s across all connectors.")
+@click.option("--burst-rate", type=RATE, default=5_000.0, show_default=True, help="Trades/s during bursts.")
+@click.option("--burst-every", type=SECONDS, default=60.0, show_default=True, help="Seconds between bursts.")
+@click.option("--burst-seconds", type=NON_NEGATIVE, default=5.0, show_default=True, help="Burst length (0: none).")
+@click.option("--max-trades", type=NON_NEGATIVE_INT, default=None, help="Stop generating after this many trades.")
 @click.option("--session", "session_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Play this recorded session (one <connector>.jsonl each) instead of generating.")  # fmt: skip
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Session pace (0: as fast as possible).")
+@click.option(
+    "--speed", type=NON_NEGATIVE, default=1.0, show_default=True, help="Session pace (0: as fast as possible)."
+)
 @click.option("--loop/--no-loop", default=False, show_default=True, help="Start the session again when it ends.")
-@click.option("--stats-every", type=float, default=5.0, show_default=True, help="Seconds between stats tables.")
+@click.option("--stats-every", type=SECONDS, default=5.0, show_default=True, help="Seconds between stats tables.")
 def replay_server(
     port: int,
     connectors: str,
@@ -71,27 +79,25 @@ def replay_server(
     loop: bool,
     stats_every: float,
 ) -> None:
-    """Pretend to be the exchanges on 127.0.0.1 (WebSocket + REST) so connectors run offline."""
-    try:
-        config = ReplayConfig(
-            port=port,
-            connectors=tuple(c.name for c in select(connectors)),
-            symbols=symbols,
-            seed=seed,
-            rate=rate,
-            burst_rate=burst_rate,
-            burst_every=burst_every,
-            burst_seconds=burst_seconds,
-            max_trades=max_trades,
-            session_dir=session_dir,
-            speed=speed,
-            loop=loop,
-        )
-        server = ReplayServer(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if stats_every <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--stats-every")
+    """Pretend to be the exchanges on 127.0.0.1 (WebSocket + REST) so connectors run offline.
+
+    A bad value is a ``ConfigError`` naming its ``replay.*`` key: one line and exit 2, as in every
+    other command (``ErrorCommand``)."""
+    config = ReplayConfig(
+        port=port,
+        connectors=tuple(c.name for c in select(connectors, key="replay.connectors")),
+        symbols=symbols,
+        seed=seed,
+        rate=rate,
+        burst_rate=burst_rate,
+        burst_every=burst_every,
+        burst_seconds=burst_seconds,
+        max_trades=max_trades,
+        session_dir=session_dir,
+        speed=speed,
+        loop=loop,
+    )
+    server = ReplayServer(config)
 
     def ready(base_url: str) -> None:
         _console.print(f"replay server listening on [bold]{base_url}[/]  (ws: {base_url.replace('http', 'ws', 1)}"
