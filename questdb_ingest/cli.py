@@ -662,6 +662,8 @@ def run(
                     "trades": f.stats.trades,
                     "unsent": f.stats.unsent,
                     "dead_letters": f.stats.dead_letters,
+                    "venue_errors": f.stats.venue_errors,
+                    "unknown_events": f.stats.unknown_events,
                     "gaps": f.stats.gaps,
                     "backfilled": f.stats.backfilled,
                     "lag_ms": f.stats.lag_ms.summary(),

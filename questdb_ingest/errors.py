@@ -13,7 +13,8 @@ PumpwatchError
 │   └── SchemaPendingError        the database lacks migrations this version needs
 ├── ConnectorError                exchange connectors
 │   ├── FrameError                a frame could not be used (malformed / unexpected); dead-lettered
-│   │   └── VenueError            the venue sent an explicit error message
+│   │   ├── VenueError            the venue sent an explicit error message
+│   │   └── UnknownEventError     the venue sent an event the connector does not know
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 ├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
 └── WriteError                    ILP writes
@@ -138,6 +139,15 @@ class FrameError(ConnectorError, ValueError):
 
 class VenueError(FrameError):
     """The venue answered with an explicit error message (bad subscription, rate limit, ...)."""
+
+
+class UnknownEventError(FrameError):
+    """The venue sent an event type the connector does not know; counted apart from malformed
+    frames, since it means the venue's protocol moved on, not that a frame broke."""
+
+    def __init__(self, reason: str, event: str) -> None:
+        super().__init__(reason)
+        self.event = event
 
 
 class VenueRequestError(ConnectorError):

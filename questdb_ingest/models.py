@@ -22,8 +22,9 @@ import pandas as pd
 
 from .errors import ValidationError
 
-# Earliest plausible trade time: the first spot crypto trades (2010-01-01).
-MIN_TS_NS = 1_262_304_000_000_000_000
+# Earliest plausible trade time, 2009-01-01: Bitcoin's genesis block is 2009-01-03, so no crypto trade
+# is older; a time before it is a unit mix-up or a zero (1970), not a trade.
+MIN_TS_NS = 1_230_768_000_000_000_000
 # Exchange clocks run a little ahead at most; a trade more than a day in the future is bogus.
 MAX_FUTURE_NS = 86_400 * 1_000_000_000
 # Marks "the venue gives no sequence number"; written as NULL.
@@ -59,7 +60,28 @@ def now_ns() -> int:
 
 def _check_ts(field: str, ts: int, now: int, row: int | None = None) -> None:
     if not MIN_TS_NS <= ts <= now + MAX_FUTURE_NS:
-        raise ValidationError(field, ts, "timestamp (ns) outside 2010-01-01 .. now + 1 day", row)
+        raise ValidationError(field, ts, "timestamp (ns) outside 2009-01-01 .. now + 1 day", row)
+
+
+SYMBOL_RULE = "must be BASE-QUOTE: two non-empty parts joined by one '-', printable, no whitespace"
+_VALID_SYMBOLS: set[str] = set()  # symbols already checked (a venue has a few thousand at most)
+
+
+def symbol_problem(symbol: object) -> str | None:
+    """Why ``symbol`` is not a normalised ``BASE-QUOTE`` (None when it is). A blank or one-sided
+    symbol (``" "``, ``"-"``, ``"KRW-"``) would be stored as a market that does not exist."""
+    if isinstance(symbol, str) and symbol in _VALID_SYMBOLS:
+        return None
+    if not isinstance(symbol, str):
+        return "must be a string"
+    base, sep, quote = symbol.partition("-")
+    if not (sep and base and quote) or "-" in quote:
+        return SYMBOL_RULE
+    if not symbol.isprintable() or any(c.isspace() for c in symbol):
+        return SYMBOL_RULE
+    if len(_VALID_SYMBOLS) < 100_000:
+        _VALID_SYMBOLS.add(symbol)
+    return None
 
 
 def _check_positive(field: str, value: float, row: int | None = None) -> None:
@@ -354,8 +376,9 @@ class TradeBatch:
         self.validate_numbers(now)
         _check_members("side", self.side, SIDES)
         _check_members("market_type", self.market_type, MARKET_TYPES)
-        for name in ("exchange", "symbol", "trade_id"):
+        for name in ("exchange", "trade_id"):
             _check_nonempty(name, getattr(self, name))
+        _check_symbols(self.symbol)
         return self
 
     def _bad_numbers(self, now: int) -> dict[str, npt.NDArray[np.bool_]]:
@@ -382,9 +405,12 @@ class TradeBatch:
         now = now_ns() if now is None else now
         bad: npt.NDArray[np.bool_] = np.logical_or.reduce(list(self._bad_numbers(now).values()))
         bad |= ~np.isin(self.side, list(SIDES)) | ~np.isin(self.market_type, list(MARKET_TYPES))
-        for name in ("exchange", "symbol", "trade_id"):
+        for name in ("exchange", "trade_id"):
             col = getattr(self, name)
             bad |= np.fromiter((not isinstance(v, str) or not v for v in col), dtype=bool, count=len(col))
+        bad_symbols = _bad_symbol_rows(self.symbol)
+        if bad_symbols is not None:
+            bad |= bad_symbols
         return bad
 
     def to_frame(self) -> pd.DataFrame:
@@ -435,3 +461,21 @@ def _check_nonempty(field: str, col: ObjArray) -> None:
     for row, value in enumerate(col):
         if not isinstance(value, str) or not value:
             raise ValidationError(field, value, "must be a non-empty string", row)
+
+
+def _bad_symbol_rows(col: ObjArray) -> npt.NDArray[np.bool_] | None:
+    """Rows whose symbol is not ``BASE-QUOTE``; None when all are fine (checked once per distinct value)."""
+    try:
+        distinct = pd.unique(col).tolist()
+    except TypeError:  # unhashable values: no shortcut
+        distinct = None
+    if distinct is not None and all(symbol_problem(v) is None for v in distinct):
+        return None
+    return np.fromiter((symbol_problem(v) is not None for v in col), dtype=bool, count=len(col))
+
+
+def _check_symbols(col: ObjArray) -> None:
+    bad = _bad_symbol_rows(col)
+    if bad is not None:
+        row = int(np.argmax(bad))
+        raise ValidationError("symbol", col[row], symbol_problem(col[row]) or SYMBOL_RULE, row)

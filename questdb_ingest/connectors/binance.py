@@ -3,17 +3,25 @@
 ``m`` is "buyer is maker": ``m=true`` means the taker **sold**. Times are ms. Spot trade ids are
 ``t``; futures aggregate ids are ``a``. The venue pings us (WebSocket frames) and cuts a
 connection after 24 h, so the connection layer rotates before that.
+
+Frames come raw (``/ws``) or, on combined streams (``/stream?streams=``, or after
+``SET_PROPERTY combined``), wrapped as ``{"stream": "btcusdt@trade", "data": {...}}``; both parse.
+Errors are ``{"code": …, "msg": …, "id": …}`` (a ``VenueError``); subscribe acks are
+``{"result": null, "id": N}``; the one other event on trade streams is ``serverShutdown``, and any
+other ``e`` is an ``UnknownEventError`` so a protocol change is counted, not silently dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 import msgspec
 
-from ..errors import FrameError, VenueError
+from ..errors import FrameError, UnknownEventError, VenueError
 from ..models import Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -25,7 +33,9 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
+    check_trade_values,
     json_body,
+    malformed,
     num_text,
 )
 
@@ -79,13 +89,29 @@ class AggTrade(msgspec.Struct, frozen=True):
     m: bool
 
 
+P = TypeVar("P")
+
+
+class Combined(msgspec.Struct, Generic[P], frozen=True):
+    """A combined-stream frame: the raw payload under ``data``, its stream name under ``stream``."""
+
+    stream: str
+    data: P
+
+
 class Control(msgspec.Struct, frozen=True):
-    """Acks (``result``/``id``), errors and events such as ``serverShutdown``."""
+    """Everything that is not a trade: acks (``result``/``id``), errors (``code``/``msg``/``id``, or an
+    older nested ``error``), events (``e``: ``serverShutdown``) and a combined-stream wrapper whose
+    payload is not a trade."""
 
     id: int | str | None = None
     result: object = None
-    error: dict[str, object] | None = None
+    code: int | str | None = None
+    msg: str | None = None
+    error: object = None
     e: str | None = None
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw()
 
 
 class RestTrade(msgspec.Struct, frozen=True):
@@ -122,26 +148,52 @@ class ExchangeInfo(msgspec.Struct, frozen=True):
 
 _SPOT = msgspec.json.Decoder(SpotTrade, strict=False)
 _AGG = msgspec.json.Decoder(AggTrade, strict=False)
+_COMBINED_SPOT = msgspec.json.Decoder(Combined[SpotTrade], strict=False)
+_COMBINED_AGG = msgspec.json.Decoder(Combined[AggTrade], strict=False)
 _CONTROL = msgspec.json.Decoder(Control)
+TRADE_EVENTS = frozenset({"trade", "aggTrade"})
+KNOWN_EVENTS = frozenset({"serverShutdown"})  # announces a restart; the reconnect handles it
 _REST_TRADES = msgspec.json.Decoder(list[RestTrade], strict=False)
 _REST_AGG = msgspec.json.Decoder(list[RestAggTrade], strict=False)
 _INFO = msgspec.json.Decoder(ExchangeInfo)
 _SIDE = {True: "sell", False: "buy"}  # m = buyer is maker ⇒ the taker sold
 
 
-def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
-    """0 for acks and known events; FrameError for anything else."""
+def _control(frame: Frame | msgspec.Raw, first_error: msgspec.DecodeError, *, wrapped: bool = False) -> int:
+    """0 for acks and known events; ``VenueError`` for errors; ``UnknownEventError`` for an unknown
+    ``e``; ``FrameError`` for anything else. ``wrapped``: ``frame`` is a combined-stream payload."""
     try:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
-    if msg.error is not None:
-        raise VenueError(f"venue error: {msg.error}")
-    if msg.e is not None and msg.e not in ("trade", "aggTrade"):
-        return 0  # serverShutdown and other events
-    if msg.id is not None and msg.e is None:
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
+    if msg.code is not None or msg.error is not None:
+        raise VenueError(_error_text(msg))
+    if msg.stream is not None and msg.data:
+        if wrapped:
+            raise FrameError("combined-stream wrapper inside a combined-stream payload")
+        return _control(msg.data, first_error, wrapped=True)
+    if msg.e is not None:
+        if msg.e in KNOWN_EVENTS:
+            return 0
+        if msg.e in TRADE_EVENTS:
+            raise FrameError(f"unexpected {msg.e} frame: {first_error}")
+        raise UnknownEventError(f"unknown event {msg.e!r}", msg.e)
+    if msg.id is not None and not wrapped:
         return 0  # subscribe / unsubscribe ack
     raise FrameError(f"unexpected frame: {first_error}")
+
+
+def _error_text(msg: Control) -> str:
+    """``venue error 2: Invalid request: … (request 7)`` from either error shape."""
+    code, text = msg.code, msg.msg
+    if isinstance(msg.error, dict):
+        code, text = msg.error.get("code", code), msg.error.get("msg", text)
+    elif msg.error is not None:
+        text = str(msg.error)
+    request = f" (request {msg.id})" if msg.id is not None else ""
+    return f"venue error {code}: {text}{request}"
 
 
 class BinanceProtocol(VenueProtocol):
@@ -156,18 +208,31 @@ class BinanceProtocol(VenueProtocol):
         symbols: dict[str, str] = {}
         symbol_of = instruments.symbol_of
         futures = self.futures
-        decode = _AGG.decode if futures else _SPOT.decode
+        decode: Callable[[Frame], SpotTrade | AggTrade] = _AGG.decode if futures else _SPOT.decode
+        decode_combined: Callable[[Frame], Combined[SpotTrade] | Combined[AggTrade]] = (
+            _COMBINED_AGG.decode if futures else _COMBINED_SPOT.decode
+        )
 
         def parse(frame: Frame, recv_ns: int, out: TradeColumns) -> int:
             try:
                 msg = decode(frame)
             except msgspec.DecodeError as exc:
-                return _control(frame, exc)
+                # Not a raw trade: a combined-stream trade (one more decode), else a control frame.
+                try:
+                    msg = decode_combined(frame).data
+                except msgspec.DecodeError:
+                    return _control(frame, exc)
+                except UNREADABLE as exc2:
+                    raise malformed(exc2) from None
+            except UNREADABLE as exc:
+                raise malformed(exc) from None
             symbol = symbols.get(msg.s)
             if symbol is None:
                 symbol = symbols[msg.s] = symbol_of(msg.s)
+            ts_ns = msg.T * 1_000_000
+            check_trade_values(ts_ns, symbol, msg.p, msg.q)
             trade_id = msg.a if futures else msg.t  # type: ignore[union-attr]
-            out.add(msg.T * 1_000_000, symbol, msg.p, msg.q, _SIDE[msg.m], str(trade_id), recv_ns)
+            out.add(ts_ns, symbol, msg.p, msg.q, _SIDE[msg.m], str(trade_id), recv_ns)
             return 1
 
         return parse
@@ -227,10 +292,11 @@ class BinanceProtocol(VenueProtocol):
     def answer(self, frame: Frame) -> Answer:
         try:
             req = msgspec.json.decode(frame)
-        except msgspec.DecodeError:
-            return Answer([json_body({"error": {"code": 3, "msg": "Invalid JSON"}}).decode()])
+        except UNREADABLE:  # includes msgspec.DecodeError
+            return Answer([json_body({"code": 3, "msg": "Invalid JSON"}).decode()])
         if not isinstance(req, dict) or req.get("method") not in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            return Answer([json_body({"error": {"code": 2, "msg": "Invalid request"}, "id": None}).decode()])
+            request_id = req.get("id") if isinstance(req, dict) else None
+            return Answer([json_body({"code": 2, "msg": "Invalid request", "id": request_id}).decode()])
         names = [str(p).split("@", 1)[0].upper() for p in req.get("params", [])]
         ack = [json_body({"result": None, "id": req.get("id")}).decode()]
         if req["method"] == "SUBSCRIBE":

@@ -19,6 +19,7 @@ import msgspec
 from ..errors import FrameError, VenueError, VenueRequestError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -32,6 +33,7 @@ from .core import (
     VenueSpec,
     check_trade_values,
     json_body,
+    malformed,
     num_text,
     sequence_or_none,
 )
@@ -149,6 +151,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
     if msg.success is False:
         raise VenueError(f"venue error on {msg.op or 'request'}: {msg.ret_msg}")
     if msg.op in ("subscribe", "unsubscribe", "ping", "pong"):
@@ -176,8 +180,8 @@ class BybitProtocol(VenueProtocol):
                 msg = _PUSH.decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
-            except (ValueError, TypeError) as exc:  # e.g. a str frame with lone surrogates
-                raise FrameError(f"malformed frame: {exc}") from None
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if not msg.topic.startswith(TOPIC):
                 raise FrameError(f"unexpected topic {msg.topic!r}")
             rows = []
@@ -186,10 +190,10 @@ class BybitProtocol(VenueProtocol):
                 if side is None or not t.s or not t.i:
                     raise FrameError(f"bad trade: side={t.S!r} symbol={t.s!r} id={t.i!r}")
                 ts_ns = t.T * 1_000_000
-                check_trade_values(ts_ns, t.p, t.v)
                 symbol = symbols.get(t.s)
                 if symbol is None:
                     symbol = symbols[t.s] = symbol_of(t.s)
+                check_trade_values(ts_ns, symbol, t.p, t.v)
                 rows.append((ts_ns, symbol, t.p, t.v, side, t.i, recv_ns, sequence_or_none(t.seq)))
             for row in rows:
                 out.add(*row)
@@ -248,7 +252,7 @@ class BybitProtocol(VenueProtocol):
             if side is None or not t.execId:
                 raise VenueRequestError(url, f"bad trade row {t!r}")
             try:
-                check_trade_values(ts_ns, t.price, quantity)
+                check_trade_values(ts_ns, inst.symbol, t.price, quantity)
             except FrameError as exc:
                 raise VenueRequestError(url, exc.reason) from None
             rows.append((ts_ns, inst.symbol, t.price, quantity, side, t.execId, recv_ns, sequence_or_none(t.seq)))

@@ -1,7 +1,10 @@
 """Dead-letter files for frames no parser could use: one JSONL file per connector.
 
 Each line keeps the venue, the reason and the raw frame (text, or base64 for binary frames) so
-nothing received is lost and a parser fix can be replayed against exactly what arrived.
+nothing received is lost and a parser fix can be replayed against exactly what arrived. A text
+frame that is not valid Unicode (a lone surrogate, which UTF-8 cannot encode) is kept with those
+code points written as ``\\uXXXX`` escapes and ``"escaped": true``: writing a dead letter must never
+fail because of what the frame holds.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import base64
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
@@ -37,7 +40,10 @@ class DeadLetters:
         elif frame is not None:
             record["text"] = frame[:MAX_FRAME_BYTES]
             record["truncated"] = len(frame) > MAX_FRAME_BYTES
-        line = msgspec.json.encode(record) + b"\n"
+        try:
+            line = msgspec.json.encode(record) + b"\n"
+        except UnicodeEncodeError:  # a lone surrogate in the frame (or in a reason quoting it)
+            line = msgspec.json.encode({**_escaped(msgspec.to_builtins(record)), "escaped": True}) + b"\n"
         with self._lock:
             fh = self._files.get(connector)
             if fh is None:
@@ -52,3 +58,14 @@ class DeadLetters:
             for fh in self._files.values():
                 fh.close()
             self._files.clear()
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string made UTF-8-encodable (lone surrogates → ``\\udXXX`` text)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value

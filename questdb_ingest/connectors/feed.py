@@ -8,7 +8,12 @@ so a new listing is captured without a restart. Every disconnect window becomes 
 back-filled over REST where the venue allows; so does a hole in a live stream where the venue's
 trade ids are consecutive per instrument (``contiguous_ids``: a stall shorter than the watchdog
 leaves no disconnect behind, only the jump in the ids). Health rows go out periodically and on
-every change of state.
+every change of state; a venue error frame turns the status to ``error`` with the venue's message
+and the running count, so it shows in ``exchange_health`` without a schema change.
+
+Every unusable frame is dead-lettered raw with the reason (venue errors and unknown events are
+also counted apart in ``FeedStats``); so is every row validation still rejects after parsing, with
+the frame it came from (``_row_frames`` maps rows back to frames until the next drain).
 
 If the sink fails for good (the sender stopped: ``SenderError``), the feed halts at once: its
 sockets are closed without a reconnect, the trades it could not hand over are counted in
@@ -18,6 +23,7 @@ sockets are closed without a reconnect, the trades it could not hand over are co
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import logging
 import time
@@ -28,7 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from ..config import ConnectorSettings
-from ..errors import FrameError, SenderError, ValidationError, VenueError
+from ..errors import FrameError, SenderError, UnknownEventError, ValidationError, VenueError
 from ..histogram import Histogram
 from ..models import GapEvent, HealthEvent, HealthStatus, TradeBatch
 from .connection import Backoff, Connection
@@ -65,7 +71,8 @@ class FeedStats:
     trades: int = 0  # valid trades received (parsed and validated), handed over or not
     unsent: int = 0  # of those, the ones the sink did not take (it had failed)
     dead_letters: int = 0
-    venue_errors: int = 0
+    venue_errors: int = 0  # explicit error frames from the venue (also dead letters)
+    unknown_events: int = 0  # events the connector does not know (also dead letters)
     backfilled: int = 0
     gaps: int = 0
     last_trade_ns: int = 0
@@ -117,6 +124,10 @@ class Feed:
         self.status = HealthStatus.DISCONNECTED.value
         self._parse = proto.make_parser(self.instruments)
         self._columns = TradeColumns()
+        # (first row in ``_columns``, frame) for each frame that added rows, so a row validation
+        # rejects later is dead-lettered with the frame it came from.
+        self._row_frames: list[tuple[int, Frame]] = []
+        self._unknown_seen: set[str] = set()  # unknown event names already logged
         self._open_gaps: dict[int, tuple[int, str]] = {}
         self._ids = TradeIds() if proto.contiguous_ids else None
         self._conn_of: dict[str, Connection] = {}  # symbol → the connection it is subscribed on
@@ -217,16 +228,25 @@ class Feed:
         self.stats.messages += 1
         if self.tap is not None:
             self.tap(self.name, recv_ns, frame)
+        first_row = len(self._columns)
         try:
             self._parse(frame, recv_ns, self._columns)
         except VenueError as exc:
             self.stats.venue_errors += 1
             self._dead_letter(frame, exc.reason, recv_ns, conn)
-            self._error(exc.reason)
+            self._error(f"{exc.reason} [venue errors: {self.stats.venue_errors:,}]")
+        except UnknownEventError as exc:
+            self.stats.unknown_events += 1
+            if exc.event not in self._unknown_seen and len(self._unknown_seen) < 100:
+                self._unknown_seen.add(exc.event)
+                log.warning("%s: unknown event %r (counted and dead-lettered)", self.name, exc.event)
+            self._dead_letter(frame, exc.reason, recv_ns, conn)
         except FrameError as exc:
             self._dead_letter(frame, exc.reason, recv_ns, conn)
         except Exception as exc:  # a parser bug must not stop the connector; the frame is kept
             self._dead_letter(frame, f"parser failure: {type(exc).__name__}: {exc}", recv_ns, conn)
+        if len(self._columns) > first_row:  # after the handlers: even a parser bug's rows keep their frame
+            self._row_frames.append((first_row, frame))
         return len(self._columns) >= self.settings.batch_rows
 
     def _dead_letter(self, frame: Frame, reason: str, recv_ns: int, conn: Connection | None) -> None:
@@ -240,12 +260,13 @@ class Feed:
             if not len(self._columns):
                 return
             batch = self._columns.drain(self.spec.exchange, self.spec.market_type)
+            frames, self._row_frames = self._row_frames, []  # no await between: rows and frames agree
             if self._ids is not None:
                 self._check_ids(batch)
-            await self._submit(batch, "stream")
+            await self._submit(batch, "stream", frames)
 
-    async def _submit(self, batch: TradeBatch, source: str) -> None:
-        batch = self._valid(batch, source)
+    async def _submit(self, batch: TradeBatch, source: str, frames: Sequence[tuple[int, Frame]] = ()) -> None:
+        batch = self._valid(batch, source, frames)
         if not len(batch):
             return
         self.stats.trades += len(batch)
@@ -287,12 +308,14 @@ class Feed:
         if self.on_halt is not None:
             self.on_halt(self, exc)
 
-    def _valid(self, batch: TradeBatch, source: str) -> TradeBatch:
-        """The batch without its invalid rows (each dead-lettered with the reason)."""
+    def _valid(self, batch: TradeBatch, source: str, frames: Sequence[tuple[int, Frame]] = ()) -> TradeBatch:
+        """The batch without its invalid rows, each dead-lettered with the reason, the row and the raw
+        frame it was parsed from (``frames``: first row → frame; none for REST back-fill rows)."""
         try:
             batch.validate()
         except ValidationError:
             bad = batch.invalid_mask()
+            starts = [start for start, _ in frames]
             for row in bad.nonzero()[0].tolist():
                 one = batch.take(slice(row, row + 1))
                 try:
@@ -300,8 +323,10 @@ class Feed:
                     reason = "invalid row"
                 except ValidationError as exc:
                     reason = f"invalid trade: {exc}"
+                at = bisect.bisect_right(starts, row) - 1
+                frame = frames[at][1] if at >= 0 else None
                 self.dead_letters.write(
-                    self.name, None, reason, int(one.recv_ns[0]), trade=one.to_trades()[0], source=source
+                    self.name, frame, reason, int(one.recv_ns[0]), trade=one.to_trades()[0], source=source
                 )
                 self.stats.dead_letters += 1
             batch = batch.take(~bad)

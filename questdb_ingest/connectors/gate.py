@@ -21,6 +21,7 @@ import msgspec
 from ..errors import FrameError, VenueError
 from ..models import Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -35,6 +36,7 @@ from .core import (
     check_trade_values,
     decimal_ms_to_ns,
     json_body,
+    malformed,
     num_text,
 )
 
@@ -140,6 +142,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
     if msg.error is not None:
         raise VenueError(f"venue error on {msg.channel or '?'}: {msg.error}")
     if msg.event in ("subscribe", "unsubscribe") or msg.channel.endswith(".pong"):
@@ -173,6 +177,8 @@ class GateProtocol(VenueProtocol):
                 msg = decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if msg.event != "update" or msg.channel != "spot.trades":
                 raise FrameError(f"unexpected trade frame: {msg.channel}/{msg.event}")
             t = msg.result
@@ -184,10 +190,10 @@ class GateProtocol(VenueProtocol):
                 ts_ns = ms * 1_000_000 if isinstance(ms, int) else decimal_ms_to_ns(ms)
             except ValueError as exc:
                 raise FrameError(f"bad create_time_ms: {exc}") from None
-            check_trade_values(ts_ns, t.price, t.amount)
             symbol = symbols.get(t.currency_pair)
             if symbol is None:
                 symbol = symbols[t.currency_pair] = symbol_of(t.currency_pair)
+            check_trade_values(ts_ns, symbol, t.price, t.amount)
             out.add(ts_ns, symbol, t.price, t.amount, side, str(t.id), recv_ns)
             return 1
 
@@ -201,6 +207,8 @@ class GateProtocol(VenueProtocol):
                 msg = decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if msg.event != "update" or msg.channel != "futures.trades":
                 raise FrameError(f"unexpected trade frame: {msg.channel}/{msg.event}")
             rows = []
@@ -212,7 +220,7 @@ class GateProtocol(VenueProtocol):
                     raise FrameError(f"bad size {t.size!r}")
                 quantity = inst.to_base(abs(t.size))
                 ts_ns = t.create_time_ms * 1_000_000
-                check_trade_values(ts_ns, t.price, quantity)
+                check_trade_values(ts_ns, inst.symbol, t.price, quantity)
                 side = "buy" if t.size > 0 else "sell"
                 rows.append((ts_ns, inst.symbol, t.price, quantity, side, str(t.id)))
             for ts_ns, symbol, price, quantity, side, trade_id in rows:

@@ -20,6 +20,7 @@ import msgspec
 from ..errors import FrameError, VenueError, VenueRequestError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -33,6 +34,7 @@ from .core import (
     VenueSpec,
     check_trade_values,
     json_body,
+    malformed,
     num_text,
     sequence_or_none,
 )
@@ -178,6 +180,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
     if msg.type == "error":
         raise VenueError(f"venue error {msg.code}: {msg.data}")
     if msg.type in _QUIET_TYPES:
@@ -206,18 +210,18 @@ class KucoinProtocol(VenueProtocol):
                 msg = _SPOT.decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
-            except (ValueError, TypeError) as exc:  # e.g. a str frame with lone surrogates
-                raise FrameError(f"malformed frame: {exc}") from None
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             t = msg.data
             if msg.type != "message" or msg.subject != "trade.l3match" or not msg.topic.startswith(SPOT_TOPIC):
                 raise FrameError(f"unexpected message {msg.type!r}/{msg.subject!r} on {msg.topic!r}")
             trade_id = str(t.tradeId)
             if t.side not in _SIDES or not t.symbol or not trade_id:
                 raise FrameError(f"bad trade: side={t.side!r} symbol={t.symbol!r} id={trade_id!r}")
-            check_trade_values(t.time, t.price, t.size)
             symbol = symbols.get(t.symbol)
             if symbol is None:
                 symbol = symbols[t.symbol] = symbol_of(t.symbol)
+            check_trade_values(t.time, symbol, t.price, t.size)
             out.add(t.time, symbol, t.price, t.size, t.side, trade_id, recv_ns, sequence_or_none(t.sequence))
             return 1
 
@@ -229,8 +233,8 @@ class KucoinProtocol(VenueProtocol):
                 msg = _FUTURES.decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
-            except (ValueError, TypeError) as exc:
-                raise FrameError(f"malformed frame: {exc}") from None
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             t = msg.data
             if msg.type != "message" or msg.subject != "match" or not msg.topic.startswith(FUTURES_TOPIC):
                 raise FrameError(f"unexpected message {msg.type!r}/{msg.subject!r} on {msg.topic!r}")
@@ -241,7 +245,7 @@ class KucoinProtocol(VenueProtocol):
             if inst is None:
                 raise FrameError(f"unknown instrument {t.symbol!r} (no multiplier)")
             quantity = inst.to_base(t.size)
-            check_trade_values(t.ts, t.price, quantity)
+            check_trade_values(t.ts, inst.symbol, t.price, quantity)
             out.add(t.ts, inst.symbol, t.price, quantity, t.side, trade_id, recv_ns, sequence_or_none(t.sequence))
             return 1
 

@@ -21,6 +21,7 @@ import msgspec
 from ..errors import FrameError, VenueError, VenueRequestError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -34,6 +35,7 @@ from .core import (
     VenueSpec,
     check_trade_values,
     json_body,
+    malformed,
     num_text,
     sequence_or_none,
 )
@@ -127,6 +129,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
     if msg.event.endswith("error"):
         raise VenueError(f"venue {msg.event} {msg.code}: {msg.msg}")
     if msg.event in _QUIET_EVENTS:
@@ -161,8 +165,8 @@ class OkxProtocol(VenueProtocol):
                 msg = _PUSH.decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
-            except (ValueError, TypeError) as exc:  # e.g. a str frame with lone surrogates
-                raise FrameError(f"malformed frame: {exc}") from None
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if msg.arg.channel != CHANNEL:
                 raise FrameError(f"unexpected channel {msg.arg.channel!r}")
             rows = []
@@ -182,7 +186,7 @@ class OkxProtocol(VenueProtocol):
                         cached = symbols[t.instId] = symbol_of(t.instId)
                     symbol, quantity = cached, t.sz
                 ts_ns = t.ts * 1_000_000
-                check_trade_values(ts_ns, t.px, quantity)
+                check_trade_values(ts_ns, symbol, t.px, quantity)
                 rows.append((ts_ns, symbol, t.px, quantity, t.side, t.tradeId, recv_ns, sequence_or_none(t.seqId)))
             for row in rows:
                 out.add(*row)
@@ -227,7 +231,7 @@ class OkxProtocol(VenueProtocol):
             if t.side not in _SIDES or not t.tradeId:
                 raise VenueRequestError(url, f"bad trade row {t!r}")
             try:
-                check_trade_values(ts_ns, t.px, quantity)
+                check_trade_values(ts_ns, inst.symbol, t.px, quantity)
             except FrameError as exc:
                 raise VenueRequestError(url, exc.reason) from None
             rows.append((ts_ns, inst.symbol, t.px, quantity, t.side, t.tradeId, recv_ns, sequence_or_none(t.seqId)))

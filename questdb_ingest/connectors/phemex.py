@@ -21,6 +21,7 @@ import msgspec
 from ..errors import FrameError, VenueError
 from ..models import NO_SEQUENCE, Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -34,6 +35,7 @@ from .core import (
     VenueSpec,
     check_trade_values,
     json_body,
+    malformed,
     num_text,
     split_concatenated,
 )
@@ -140,6 +142,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
     if msg.error is not None:
         raise VenueError(f"venue error (id {msg.id}): {msg.error}")
     if msg.id is not None and msg.result is not None:
@@ -155,9 +159,9 @@ def _sequence(value: int | None) -> int:
     return value
 
 
-def _checked(ts_ns: int, side: str, price: float, quantity: float) -> str:
-    """The normalised side, after checking time, price and quantity."""
-    check_trade_values(ts_ns, price, quantity)
+def _checked(ts_ns: int, symbol: str, side: str, price: float, quantity: float) -> str:
+    """The normalised side, after checking time, symbol, price and quantity."""
+    check_trade_values(ts_ns, symbol, price, quantity)
     norm = _SIDES.get(side)
     if norm is None:
         raise FrameError(f"unknown side {side!r}")
@@ -191,6 +195,8 @@ class PhemexProtocol(VenueProtocol):
                 msg = decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if msg.type == "snapshot":
                 return 0  # replayed history
             scale = scales.get(msg.symbol)
@@ -207,7 +213,7 @@ class PhemexProtocol(VenueProtocol):
                     price, quantity = price_ep / price_div, qty_ev / qty_div
                 except OverflowError:
                     raise FrameError(f"price/qty out of range: {price_ep}/{qty_ev}") from None
-                norm = _checked(ts_ns, side, price, quantity)
+                norm = _checked(ts_ns, symbol, side, price, quantity)
                 rows.append((ts_ns, price, quantity, norm, f"{ts_ns}:{price_ep}:{qty_ev}"))
             for ts_ns, price, quantity, norm, trade_id in rows:
                 out.add(ts_ns, symbol, price, quantity, norm, trade_id, recv_ns, sequence)
@@ -225,6 +231,8 @@ class PhemexProtocol(VenueProtocol):
                 msg = decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if msg.type == "snapshot":
                 return 0  # replayed history
             symbol = symbols.get(msg.symbol)
@@ -237,7 +245,7 @@ class PhemexProtocol(VenueProtocol):
                     price, quantity = float(price_text), float(qty_text)
                 except ValueError:
                     raise FrameError(f"bad price/qty text: {price_text!r}/{qty_text!r}") from None
-                norm = _checked(ts_ns, side, price, quantity)
+                norm = _checked(ts_ns, symbol, side, price, quantity)
                 rows.append((ts_ns, price, quantity, norm, f"{ts_ns}:{price_text}:{qty_text}"))
             for ts_ns, price, quantity, norm, trade_id in rows:
                 out.add(ts_ns, symbol, price, quantity, norm, trade_id, recv_ns, sequence)

@@ -22,6 +22,7 @@ import msgspec
 from ..errors import FrameError, VenueError
 from ..models import Trade
 from .core import (
+    UNREADABLE,
     Answer,
     Frame,
     FrameParser,
@@ -36,6 +37,7 @@ from .core import (
     asset,
     check_trade_values,
     json_body,
+    malformed,
 )
 
 UPBIT = VenueSpec(
@@ -105,6 +107,8 @@ def _control(frame: Frame, first_error: msgspec.DecodeError) -> int:
         msg = _CONTROL.decode(frame)
     except msgspec.DecodeError:
         raise FrameError(f"malformed frame: {first_error}") from None
+    except UNREADABLE as exc:
+        raise malformed(exc) from None
     if msg.error is not None:
         err = msg.error
         if isinstance(err, dict):
@@ -140,6 +144,8 @@ class UpbitProtocol(VenueProtocol):
                 msg = decode(frame)
             except msgspec.DecodeError as exc:
                 return _control(frame, exc)
+            except UNREADABLE as exc:  # nested too deeply, or a str frame with lone surrogates
+                raise malformed(exc) from None
             if msg.type != "trade":
                 raise FrameError(f"unexpected message type {msg.type!r}")
             if msg.stream_type == "SNAPSHOT":
@@ -151,11 +157,11 @@ class UpbitProtocol(VenueProtocol):
             if not 0 <= msg.sequential_id < _I64_LIMIT:
                 raise FrameError(f"sequential_id out of range: {msg.sequential_id}")
             price, quantity = msg.trade_price, msg.trade_volume
-            check_trade_values(ts_ns, price, quantity)
             symbol = symbols.get(msg.code)
             if symbol is None:
                 inst = instruments.get(msg.code)
                 symbol = symbols[msg.code] = inst.symbol if inst is not None else _flip(msg.code)
+            check_trade_values(ts_ns, symbol, price, quantity)
             seq = msg.sequential_id
             out.add(ts_ns, symbol, price, quantity, side, str(seq), recv_ns, seq)
             return 1

@@ -42,7 +42,7 @@ def _ms(value: float) -> str:
 def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None = None) -> Table:
     table = Table(title=title)
     columns: tuple[str, ...] = ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s")
-    columns += ("lag p50", "lag p99", "unsent", "dead", "gaps", "backfilled")
+    columns += ("lag p50", "lag p99", "unsent", "dead", "venue err", "unknown ev", "gaps", "backfilled")
     for col in columns:
         table.add_column(col, justify="left" if col in ("connector", "status") else "right")
     table.add_column("last error", overflow="fold", max_width=48)
@@ -64,6 +64,8 @@ def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None =
             *_lag(s.lag_ms),
             f"[bold red]{s.unsent:,}[/]" if s.unsent else "0",
             f"{s.dead_letters:,}",
+            f"[red]{s.venue_errors:,}[/]" if s.venue_errors else "0",
+            f"[yellow]{s.unknown_events:,}[/]" if s.unknown_events else "0",
             f"{s.gaps:,}",
             f"{s.backfilled:,}",
             s.last_error[-200:],

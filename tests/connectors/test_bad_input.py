@@ -1,20 +1,24 @@
 """Property tests: whatever arrives on a socket, a parser either yields trades, nothing, or a
 ``FrameError`` with a reason (dead-lettered by the feed) — it never crashes and never leaves half
-a frame behind. Rows with impossible values (negative price, a timestamp in 2300) are caught by
-``TradeBatch.invalid_mask``, which the feed uses to dead-letter them: what is left always validates."""
+a frame behind. Rows with impossible values (negative price, a timestamp in 2300, a symbol that is
+not BASE-QUOTE) are rejected by every parser's shared value check; ``TradeBatch.invalid_mask``,
+which the feed uses to dead-letter what still slips through, is the second line: what is left
+always validates."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from questdb_ingest.connectors.core import FrameParser, TradeColumns
-from questdb_ingest.connectors.registry import CONNECTORS
+from questdb_ingest.connectors.core import FrameParser, Instruments, TradeColumns
+from questdb_ingest.connectors.registry import CONNECTORS, connector
 from questdb_ingest.errors import FrameError
+from questdb_ingest.models import Trade
 
 from .fixtures import load_frames, parser
 
@@ -139,3 +143,59 @@ def test_numbers_beyond_int64_and_float_range(name: str) -> None:
         except ValueError:
             continue
         check(parse, json.dumps(_huge(decoded)))
+
+
+_DEEP = 100_000
+UNREADABLE_FRAMES: list[str | bytes] = [
+    "[" * _DEEP,
+    '{"a":' * _DEEP,
+    '{"e":"trade","x":' + "[" * _DEEP,
+    ('{"a":' * _DEEP).encode(),
+    '{"e":"trade","s":"\ud800"}',  # a str frame with a lone surrogate: not encodable as UTF-8
+    '{"event":"update","channel":"x","\udfff":1}',
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deeply_nested_and_lone_surrogate_frames_are_frame_errors(name: str) -> None:
+    """The JSON decoder gives up on these with RecursionError / UnicodeEncodeError; a parser must turn
+    that into a FrameError (a dead letter), not let it escape."""
+    parse, _ = parser_and_frames(name)
+    for frame in UNREADABLE_FRAMES:
+        out = TradeColumns()
+        with pytest.raises(FrameError) as info:
+            parse(frame, 1, out)
+        assert info.value.reason.startswith("malformed frame") and len(out) == 0
+
+
+_VALID_NS = 1_758_067_201_000_000_000
+_2009_NS = 1_230_768_000_000_000_000  # 2009-01-01T00:00:00Z
+
+
+def _encoded(name: str, base: str, quote: str, ts_ns: int) -> tuple[FrameParser, str | bytes]:
+    """A parser that knows ``base``/``quote`` and the replay encoder's frame of one trade of it."""
+    proto = connector(name).protocol()
+    inst = proto.instrument_for(base, quote)
+    trade = Trade(ts_ns=ts_ns, exchange=proto.spec.exchange, market_type=proto.spec.market_type,
+                  symbol=inst.symbol, price=2.5, quantity=inst.to_base(1), side="buy", trade_id="7")  # fmt: skip
+    (frame,) = proto.encode_trades(inst, [trade])
+    return proto.make_parser(Instruments([inst])), frame
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_venue_rejects_impossible_times_and_broken_symbols(name: str) -> None:
+    """Every venue's parse path runs the shared value check: a trade time before 2009 (1970 is a
+    zero or a unit slip) or beyond now + 1 day, or a symbol that is not BASE-QUOTE, rejects the
+    whole frame with the reason, so the feed dead-letters it raw."""
+    parse, frame = _encoded(name, "BTC", "USDT", _2009_NS)
+    out = TradeColumns()
+    assert parse(frame, 1, out) == 1 and out.ts_ns == [_2009_NS]  # the window's first ns is fine
+    far = time.time_ns() + 3 * 86_400 * 10**9
+    for ts_ns in (1_000_000, _2009_NS - 1_000_000, far, 10_413_792_000_000_000_000):  # 1970, 2008, +3 days, 2300
+        parse, frame = _encoded(name, "BTC", "USDT", ts_ns)
+        with pytest.raises(FrameError, match="ts_ns"):
+            parse(frame, 1, TradeColumns())
+    for base, quote in ((" ", "USDT"), ("", "BTC"), ("KRW", ""), ("B TC", "USDT")):
+        parse, frame = _encoded(name, base, quote, _VALID_NS)
+        with pytest.raises(FrameError, match="symbol"):
+            parse(frame, 1, TradeColumns())

@@ -1,27 +1,40 @@
-"""The shared connector pieces: instruments, exact conversions, trade columns, dead letters, backoff."""
+"""The shared connector pieces: instruments, exact conversions, trade columns, dead letters, backoff,
+and how a feed handles venue errors, unknown events, rejected rows and unreadable frames."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import msgspec
 import numpy as np
 import pytest
+from rich.table import Table
 
 from questdb_ingest.config import ConnectorSettings
+from questdb_ingest.connectors.binance import BinanceProtocol
 from questdb_ingest.connectors.connection import Backoff
 from questdb_ingest.connectors.core import (
+    Frame,
+    FrameParser,
     Instrument,
     Instruments,
     TradeColumns,
+    VenueProtocol,
     decimal_ms_to_ns,
     num_text,
     split_concatenated,
 )
 from questdb_ingest.connectors.deadletter import DeadLetters
-from questdb_ingest.connectors.feed import select_instruments
+from questdb_ingest.connectors.feed import Feed, select_instruments
 from questdb_ingest.connectors.registry import CONNECTORS, connector, select
+from questdb_ingest.connectors.view import feeds_table
 from questdb_ingest.errors import ConfigError
+from questdb_ingest.models import GapEvent, HealthEvent, TradeBatch
+
+from .fixtures import FixtureRest
 
 
 def test_contract_sizes_convert_exactly() -> None:
@@ -124,3 +137,142 @@ def test_registry_selection_names_the_bad_key() -> None:
         select("binance_spot,nasdaq")
     assert connector("bithumb_spot").protocol().spec.exchange == "bithumb"
     assert np.all([c.protocol().spec.connector == c.name for c in CONNECTORS])
+
+
+# ---- the feed: venue errors, unknown events, rejected rows, unreadable frames -------------------
+class _Sink:
+    def __init__(self) -> None:
+        self.batches: list[TradeBatch] = []
+
+    async def submit(self, batch: TradeBatch) -> None:
+        self.batches.append(batch)
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.healths: list[HealthEvent] = []
+
+    def health(self, event: HealthEvent) -> None:
+        self.healths.append(event)
+
+    def gap(self, event: GapEvent) -> None:
+        pass
+
+
+CONN = SimpleNamespace(scope="binance_spot#0")  # all the feed reads of a connection when it dead-letters
+
+
+def _feed(tmp_path: Path, proto: VenueProtocol | None = None) -> tuple[Feed, _Sink, _Events]:
+    proto = proto or connector("binance_spot").protocol()
+    sink, events = _Sink(), _Events()
+    feed = Feed(proto, settings=ConnectorSettings(), rest=FixtureRest(proto.spec.connector, proto.spec.rest_url),
+                sink=sink, events=events, dead_letters=DeadLetters(tmp_path / "dl"))  # fmt: skip
+    return feed, sink, events
+
+
+def _dead_letters(feed: Feed) -> list[dict[str, object]]:
+    feed.dead_letters.close()
+    path = feed.dead_letters.path(feed.name)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _cell(table: Table, header: str) -> str:
+    (column,) = [c for c in table.columns if c.header == header]
+    (cell,) = list(column.cells)
+    return str(cell)
+
+
+def _trade_frame(symbol: str = "SOMIUSDT", trade_id: int = 1, ts_ms: int = 1758067201122) -> str:
+    return json.dumps({"e": "trade", "E": ts_ms + 1, "s": symbol, "t": trade_id, "p": "1.2345", "q": "812",
+                       "T": ts_ms, "m": False, "M": True})  # fmt: skip
+
+
+def test_feed_counts_a_venue_error_shows_it_in_health_and_the_view_and_dead_letters_it(tmp_path: Path) -> None:
+    feed, _, events = _feed(tmp_path)
+    error = '{"code": 2, "msg": "Invalid request: unknown variant SUBSCRIBEX", "id": 3}'
+    feed.frame(CONN, '{"result":null,"id":1}', 1)  # an ack is not an error
+    feed.frame(CONN, error, 2)
+    assert (feed.stats.venue_errors, feed.stats.dead_letters) == (1, 1)
+    (health,) = events.healths
+    assert health.status == "error" and "Invalid request" in health.error_message
+    assert "venue errors: 1" in health.error_message and feed.stats.last_error == health.error_message
+    assert _cell(feeds_table(SimpleNamespace(feeds=[feed]), "t"), "venue err") == "[red]1[/]"  # type: ignore[arg-type]
+    (letter,) = _dead_letters(feed)
+    assert letter["text"] == error and "Invalid request" in str(letter["reason"]) and letter["recv_ns"] == 2
+
+
+def test_feed_counts_unknown_events_apart_and_dead_letters_them(tmp_path: Path) -> None:
+    feed, _, events = _feed(tmp_path)
+    frames = ['{"e":"kline","E":1}', '{"e":"serverShutdown","E":1}', '{"stream":"x@y","data":{"e":"newEvent"}}']
+    for i, frame in enumerate(frames):
+        feed.frame(CONN, frame, i)
+    assert (feed.stats.unknown_events, feed.stats.venue_errors, feed.stats.dead_letters) == (2, 0, 2)
+    assert events.healths == []  # a protocol change is counted, it does not mark the feed as failing
+    assert _cell(feeds_table(SimpleNamespace(feeds=[feed]), "t"), "unknown ev") == "[yellow]2[/]"  # type: ignore[arg-type]
+    assert [(d["text"], d["reason"]) for d in _dead_letters(feed)] == [
+        (frames[0], "unknown event 'kline'"),
+        (frames[2], "unknown event 'newEvent'"),
+    ]
+
+
+@pytest.mark.parametrize("symbol", [" ", "-", "KRW-", "-BTC"])
+def test_a_binance_trade_with_a_broken_symbol_is_dead_lettered_raw(tmp_path: Path, symbol: str) -> None:
+    feed, sink, _ = _feed(tmp_path)
+    bad = _trade_frame(symbol)
+    feed.frame(CONN, bad, 1)
+    feed.frame(CONN, _trade_frame(trade_id=2, ts_ms=0), 2)  # 1970
+    asyncio.run(feed.drain())
+    assert sink.batches == [] and feed.stats.trades == 0
+    letters = _dead_letters(feed)
+    assert [d["text"] for d in letters] == [bad, _trade_frame(trade_id=2, ts_ms=0)]
+    assert "symbol" in str(letters[0]["reason"]) and "ts_ns" in str(letters[1]["reason"])
+
+
+class _UncheckedBinance(BinanceProtocol):
+    """A parser that skips the value check (a bug the batch validation must still catch)."""
+
+    def make_parser(self, instruments: Instruments) -> FrameParser:
+        def parse(frame: Frame, recv_ns: int, out: TradeColumns) -> int:
+            msg = json.loads(frame)
+            out.add(msg["T"] * 1_000_000, "SOMI-USDT", float(msg["p"]), float(msg["q"]), "buy", msg["x"], recv_ns)
+            return 1
+
+        return parse
+
+
+def test_a_row_rejected_by_validation_keeps_its_raw_frame(tmp_path: Path) -> None:
+    feed, sink, _ = _feed(tmp_path, _UncheckedBinance(connector("binance_spot").protocol().spec))
+    frames = [json.dumps({"T": 1758067201122, "p": "1.5", "q": "2", "x": x}) for x in ("1", "", "3")]
+    for i, frame in enumerate(frames):
+        feed.frame(CONN, frame, 10 + i)
+    asyncio.run(feed.drain())
+    (batch,) = sink.batches
+    assert batch.trade_id.tolist() == ["1", "3"] and feed.stats.trades == 2
+    (letter,) = _dead_letters(feed)
+    assert letter["text"] == frames[1] and letter["source"] == "stream" and letter["recv_ns"] == 11
+    assert "trade_id" in str(letter["reason"]) and letter["trade"]["trade_id"] == ""  # type: ignore[index]
+
+
+def test_unreadable_frames_are_dead_letters_and_the_feed_carries_on(tmp_path: Path) -> None:
+    feed, sink, _ = _feed(tmp_path)
+    deep, surrogate = '{"a":' * 100_000, '{"e":"trade","s":"\ud800"}'
+    for i, frame in enumerate((deep, "[" * 100_000, surrogate, _trade_frame())):
+        feed.frame(CONN, frame, i)
+    asyncio.run(feed.drain())
+    assert [len(b) for b in sink.batches] == [1] and feed.stats.dead_letters == 3
+    letters = _dead_letters(feed)
+    assert [d["text"] for d in letters] == [deep, "[" * 100_000, '{"e":"trade","s":"\\ud800"}']
+    assert [d.get("escaped", False) for d in letters] == [False, False, True]
+    assert all(str(d["reason"]).startswith("malformed frame") for d in letters)
+
+
+def test_dead_letters_escape_lone_surrogates_instead_of_failing(tmp_path: Path) -> None:
+    dl = DeadLetters(tmp_path / "dl")
+    dl.write("binance_spot", "\ud800{", "reason quoting \udfff", 5, scope="binance_spot#0")
+    dl.write("binance_spot", "ok", "fine", 6)
+    dl.close()
+    raw = (tmp_path / "dl" / "binance_spot.jsonl").read_bytes()
+    first, second = (msgspec.json.decode(line) for line in raw.splitlines())  # strict UTF-8 JSON, every line
+    assert first == {"recv_ns": 5, "connector": "binance_spot", "reason": "reason quoting \\udfff",
+                     "scope": "binance_spot#0", "text": "\\ud800{", "truncated": False, "escaped": True}  # fmt: skip
+    assert second["text"] == "ok" and "escaped" not in second and dl.counts["binance_spot"] == 2

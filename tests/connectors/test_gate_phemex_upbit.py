@@ -322,9 +322,9 @@ def test_gate_spot_bad_times_are_frame_errors(raw: object) -> None:
 
 
 def test_gate_spot_side_and_error_frames() -> None:
-    assert parse_one("gate_spot", _gate_spot("1", side="sell"))[0]["side"] == "sell"
+    assert parse_one("gate_spot", _gate_spot("1758067201193", side="sell"))[0]["side"] == "sell"
     with pytest.raises(FrameError, match="side"):
-        parse_one("gate_spot", _gate_spot("1", side="Buy"))
+        parse_one("gate_spot", _gate_spot("1758067201193", side="Buy"))
     err = json.dumps(
         {
             "time": 1,
@@ -360,8 +360,8 @@ def test_phemex_spot_snapshot_skipped_and_missing_type_is_live() -> None:
 
 
 def test_phemex_ns_timestamps_above_2_53_stay_exact() -> None:
-    ts = 2**53 + 12345  # not representable as a float
-    assert float(ts) != ts
+    ts = 1_758_067_201_215_432_033  # above 2**53 and not representable as a float
+    assert ts > 2**53 and float(ts) != ts
     frame = json.dumps({"symbol": "SOMIUSDT", "trades_p": [[ts, "bid", "1.5", "2"], [ts + 1, "ask", "1.5", "3"]]})
     rows = parse_one("phemex_futures", frame)
     assert [r["ts_ns"] for r in rows] == [ts, ts + 1]
@@ -550,13 +550,15 @@ def test_phemex_replay_frames_use_scaled_ints_on_spot() -> None:
     spot = proto("phemex_spot")
     inst = spot.instrument_for("SOMI", "USDT")
     assert (inst.venue_symbol, inst.price_scale, inst.qty_scale) == ("sSOMIUSDT", 8, 8)
-    (frame,) = spot.encode_trades(inst, [_trade(spot, price=1.2345, quantity=120.0), _trade(spot, ts_ns=2**62)])
+    (frame,) = spot.encode_trades(
+        inst, [_trade(spot, price=1.2345, quantity=120.0), _trade(spot, ts_ns=1_758_067_201_999_999_999)]
+    )
     msg = json.loads(frame)
     assert msg["type"] == "incremental"
     assert msg["trades"][0] == [1758067201193452199, "Sell", 123450000, 12000000000]
     rows = TradeColumns()
     assert spot.make_parser(Instruments([inst]))(frame, 1, rows) == 2
-    assert rows.ts_ns == [1758067201193452199, 2**62]
+    assert rows.ts_ns == [1758067201193452199, 1_758_067_201_999_999_999]
     perp = proto("phemex_futures")
     (frame,) = perp.encode_trades(perp.instrument_for("SOMI", "USDT"), [_trade(perp, price=1.2352, quantity=1800.0)])
     assert json.loads(frame)["trades_p"] == [[1758067201193452199, "Sell", "1.2352", "1800.0"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 
@@ -49,3 +50,24 @@ def test_replay_encoding_round_trips_through_the_parser(name: str) -> None:
     assert [(r["symbol"], r["price"], r["quantity"], r["side"]) for r in got] == [
         (r["symbol"], r["price"], r["quantity"], r["side"]) for r in trades
     ]
+
+
+@pytest.mark.parametrize(("name", "channel"), [("binance_spot", "trade"), ("binance_futures", "aggTrade")])
+def test_binance_combined_stream_frames_give_the_same_trades(name: str, channel: str) -> None:
+    """On a combined stream (``/stream?streams=``) every payload arrives as
+    ``{"stream": "<sym>@<channel>", "data": <payload>}``; acks stay bare. Text and binary alike."""
+    proto = connector(name).protocol()
+    parse = proto.make_parser(fixture_instruments(proto))
+    out = TradeColumns()
+    wrapped = 0
+    for frame in load_frames(name):
+        payload = json.loads(frame)
+        if "e" in payload:
+            stream = f"{str(payload.get('s', '')).lower()}@{channel}" if "s" in payload else "!shutdown"
+            frame = json.dumps({"stream": stream, "data": payload})
+            wrapped += 1
+        parse(frame, 1, out)
+        parse(frame.encode() if isinstance(frame, str) else frame, 1, out)
+    expected = expected_rows(name)
+    assert wrapped >= len(expected) == 3  # every trade (and spot's serverShutdown) came wrapped
+    assert out.rows() == [row for row in expected for _ in (0, 1)]

@@ -61,6 +61,34 @@ def test_invalid_trade_names_field_and_value(field: str, value: object) -> None:
     assert field in str(err.value)
 
 
+BROKEN_SYMBOLS = [" ", "-", "KRW-", "-BTC", "BTC USDT", "BTC-USDT ", "\tBTC-USDT", "BTC--USDT", "BTC-USDT-SWAP",
+                  "BTCUSDT", "BTC-\u200bUSDT"]  # fmt: skip
+
+
+@pytest.mark.parametrize("symbol", BROKEN_SYMBOLS)
+def test_a_symbol_must_be_base_dash_quote_without_whitespace(symbol: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        trade(symbol=symbol).validate(now=NOW)
+    assert (err.value.field, err.value.value, err.value.row) == ("symbol", symbol, 0)
+
+
+def test_invalid_mask_flags_exactly_the_broken_symbols() -> None:
+    good = ["BTC-USDT", "1000PEPE-USDC", "币安人生-USDT", "BTC-KRW"]
+    batch = TradeBatch.from_trades([trade(symbol=s) for s in good + BROKEN_SYMBOLS])
+    assert batch.invalid_mask(now=NOW).tolist() == [False] * len(good) + [True] * len(BROKEN_SYMBOLS)
+    batch.take(~batch.invalid_mask(now=NOW)).validate(now=NOW)
+
+
+def test_the_timestamp_window_opens_on_2009_01_01() -> None:
+    first = 1_230_768_000_000_000_000  # 2009-01-01T00:00:00Z (Bitcoin's genesis block is 2009-01-03)
+    assert first == MIN_TS_NS
+    trade(ts_ns=first).validate(now=NOW)
+    trade(ts_ns=first + 180 * 86_400 * 10**9).validate(now=NOW)  # mid-2009
+    for ts in (first - 1, 1_000_000_000):  # 2008, 1970
+        with pytest.raises(ValidationError, match="2009-01-01"):
+            trade(ts_ns=ts).validate(now=NOW)
+
+
 def test_batch_validation_reports_the_first_bad_row() -> None:
     rows = [trade(trade_id=str(i)) for i in range(10)]
     rows[7] = trade(trade_id="7", quantity=0.0)
@@ -99,12 +127,14 @@ def test_to_frame_keeps_nanoseconds_and_nulls() -> None:
     assert list(frame.columns)[-1] == "ts"
 
 
+# One side of a BASE-QUOTE symbol: any printable text without '-' or whitespace (categories Z and C).
+symbol_part = st.text(st.characters(exclude_categories=("Z", "C"), exclude_characters="-"), min_size=1, max_size=6)
 trades_strategy = st.builds(
     trade,
     ts_ns=st.integers(MIN_TS_NS, NOW),
     exchange=st.sampled_from(["binance", "okx", "gate"]),
     market_type=st.sampled_from(["spot", "futures"]),
-    symbol=st.text(min_size=1, max_size=12),
+    symbol=st.builds("{}-{}".format, symbol_part, symbol_part),
     price=st.floats(min_value=1e-12, max_value=1e12),
     quantity=st.floats(min_value=1e-12, max_value=1e12),
     side=st.sampled_from(["buy", "sell"]),
