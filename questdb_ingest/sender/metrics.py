@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..histogram import Histogram
+from ..histogram import histogram_for as _histogram
 
 if TYPE_CHECKING:
     from .router import ShardedSender
@@ -135,7 +136,7 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
         for ex, n in cum["replayed_dead"].items():
             replayed_dead[ex] = replayed_dead.get(ex, 0) + n
         for ex, h in cum["delay_ms"].items():
-            delay.setdefault(ex, Histogram()).merge(Histogram.from_dict(h))
+            _histogram(delay, ex).merge(Histogram.from_dict(h))
         flush = Histogram.from_dict(cum["flush_ms"])
         flush_all.merge(flush)
         arrival_all.merge(Histogram.from_dict(cum["arrival_ms"]))

@@ -44,6 +44,7 @@ from ..errors import (
     WorkerCrashLoopError,
 )
 from ..histogram import Histogram
+from ..histogram import histogram_for as _histogram
 from ..models import TradeBatch
 from .codec import ShardPart, ShardRouter
 from .metrics import SenderMetrics, build_metrics
@@ -612,6 +613,6 @@ def _cumulative(shard: _Shard) -> dict[str, Any]:
         out[key] = h.to_dict()
     delay: dict[str, Histogram] = {ex: Histogram.from_dict(h) for ex, h in prev.get("delay_ms", {}).items()}
     for ex, h in cur.get("delay_ms", {}).items():
-        delay.setdefault(ex, Histogram()).merge(Histogram.from_dict(h))
+        _histogram(delay, ex).merge(Histogram.from_dict(h))
     out["delay_ms"] = {ex: h.to_dict() for ex, h in delay.items()}
     return out

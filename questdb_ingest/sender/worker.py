@@ -47,6 +47,7 @@ from ..errors import (
     TransportUnsupportedError,
 )
 from ..histogram import Histogram
+from ..histogram import histogram_for as _histogram
 from ..ingest.ilp import parse_conf
 from ..logs import LogSpec
 from ..logs import configure as configure_logging
@@ -362,7 +363,7 @@ class Worker:
         for code, exchange in enumerate(d.exchanges):
             sel = delay[d.exchange_codes == code] if len(d.exchanges) > 1 else delay
             if len(sel):
-                self.stats.delay_ms.setdefault(exchange, Histogram()).add_many(sel)
+                _histogram(self.stats.delay_ms, exchange).add_many(sel)
 
     def _recovered(self) -> None:
         if self._failing_since is not None:
