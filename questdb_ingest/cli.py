@@ -736,8 +736,6 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
     """Record raw frames from the venues (one JSONL per connector) for the replay server's --session."""
     import asyncio
 
-    from rich.live import Live
-
     from .connectors.pipeline import MemoryEvents, MemorySink
     from .connectors.registry import select
     from .connectors.replay.session import SessionWriter
@@ -748,11 +746,15 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
     chosen = select(settings.connectors.enabled)
     writer = SessionWriter(out_dir)
     meter = RateMeter()
-    with Live(console=console, refresh_per_second=2, transient=True) as live:
+    with _Display(settings.log.status_interval) as display:
 
         def refresh(pipeline: Any, elapsed: float) -> None:
             meter.sample(pipeline)
-            live.update(feeds_table(pipeline, f"recording to {out_dir} — {elapsed:,.0f}/{seconds:,.0f}s", meter.rates))
+            frames = sum(f.stats.messages for f in pipeline.feeds)
+            display.update(
+                lambda: feeds_table(pipeline, f"recording to {out_dir} — {elapsed:,.0f}/{seconds:,.0f}s", meter.rates),
+                lambda: f"record {elapsed:,.0f}/{seconds:,.0f}s: {frames:,} frames to {out_dir}",
+            )
 
         try:
             pipeline = asyncio.run(

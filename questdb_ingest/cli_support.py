@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 import psycopg
+from click.exceptions import NoArgsIsHelpError
 from rich.console import Console
 from rich.markup import escape
 
@@ -85,12 +86,42 @@ def typed_errors() -> Iterator[None]:
         sys.exit(1)
 
 
+def run_standalone(command: click.Command, args: Any, kwargs: dict[str, Any]) -> Any:
+    """``click``'s standalone ``main``, but a usage error (a flag out of range, a missing argument)
+    is one ``error:`` line naming the flag, exit 2 — not click's usage block around it."""
+    main: Any = click.Command.main  # the base implementation, whichever subclass ``command`` is
+    standalone = kwargs.pop("standalone_mode", True)
+    if not standalone:
+        return main(command, *args, standalone_mode=False, **kwargs)
+    try:
+        rv = main(command, *args, standalone_mode=False, **kwargs)
+    except NoArgsIsHelpError as exc:  # a bare group: its help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "pumpwatch"
+        err_console.print(
+            f"[bold red]error:[/] {escape(exc.format_message())} (see `{escape(where)} --help`)", highlight=False
+        )
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err_console.print("Aborted!", highlight=False)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)  # --help and --version return their exit code
+
+
 class ErrorGroup(click.Group):
-    """A group whose commands report typed errors as ``typed_errors`` says."""
+    """A group whose commands report typed errors as ``typed_errors`` says, and usage errors in one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with typed_errors():
             return super().invoke(ctx)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        return run_standalone(self, args, kwargs)
 
 
 class ErrorCommand(click.Command):
@@ -99,3 +130,6 @@ class ErrorCommand(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         with typed_errors():
             return super().invoke(ctx)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        return run_standalone(self, args, kwargs)

@@ -38,11 +38,12 @@ def no_traceback(result: Result) -> None:
 
 
 def one_error_line(result: Result, *needles: str) -> str:
-    """Exit 2 with exactly one ``error:`` line (ours, or click's usage ``Error:``) holding every needle."""
+    """Exit 2 with one line, ``error: …``, holding every needle (no usage block around it)."""
     no_traceback(result)
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.lower().startswith("error:")]
     assert len(errors) == 1, result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == errors, result.output  # nothing else
     for needle in needles:
         assert needle in errors[0], errors[0]
     return errors[0]
