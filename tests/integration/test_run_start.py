@@ -189,3 +189,11 @@ def test_a_piped_run_logs_its_own_lines_a_status_line_and_prints_whole_tables(qd
 def test_a_bad_log_setting_is_refused_naming_the_key(qdb: QuestDB, tmp_path: Path) -> None:
     bad = _pumpwatch(qdb, qdb.new_prefix(), tmp_path, "db", "status", PUMPWATCH_LOG_FORMAT="xml")
     assert bad.returncode == 2 and "log.format" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_wrong_questdb_password_says_authentication_failed(qdb: QuestDB, tmp_path: Path) -> None:
+    """The real QuestDB's refusal ("invalid username/password"), not the hint to start a server."""
+    done = _pumpwatch(qdb, qdb.new_prefix(), tmp_path, "db", "status", PUMPWATCH_QUESTDB_PASSWORD="not it")
+    assert done.returncode == 1, done.stderr
+    assert "authentication failed" in done.stderr and "questdb start" not in done.stderr
+    assert "not it" not in done.stderr and "Traceback" not in done.stderr
