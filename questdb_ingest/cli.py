@@ -774,6 +774,18 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
 
 
 # --------------------------------------------------------------------------- bench
+def _bench_workers(workers: int, settings: Settings) -> int:
+    """``--workers``, else ``sender.workers``, else one per core (0 means "choose")."""
+    return workers or settings.sender.workers or os.cpu_count() or 1
+
+
+def _write_report(json_path: str, body: str) -> None:
+    """A benchmark's JSON result, where ``--json`` says (its directory created)."""
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(body, encoding="utf-8")
+    console.print(f"wrote {json_path}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks (print a table, write JSON)."""
@@ -812,15 +824,13 @@ def bench_insert(
         records=records,
         batch_rows=batch_rows,
         repeat=repeat,
-        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        workers=_bench_workers(workers, settings),
         transport=transport,
         per_row=per_row,
         console=console,
     )
     print_report(result, console)
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
 
 
 @bench.command("stream")
@@ -845,12 +855,10 @@ def bench_stream(
         settings,
         rate=rate,
         seconds=seconds,
-        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        workers=_bench_workers(workers, settings),
         console=console,
     )
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
 
 
 @bench.command("lag")
@@ -878,13 +886,11 @@ def bench_lag(
         select(names or "all"),
         rate=rate,
         seconds=seconds,
-        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        workers=_bench_workers(workers, settings),
         symbols=symbols,
         console=console,
     )
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
     if not result.met:
         sys.exit(1)
 
@@ -920,14 +926,12 @@ def bench_connectors(
         settings,
         select(names or "all"),
         trades=trades,
-        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        workers=_bench_workers(workers, settings),
         repeat=repeat,
         pipeline=pipeline,
         console=console,
     )
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
 
 
 @bench.command("e2e")
@@ -963,14 +967,12 @@ def bench_e2e(
         select(names or "all"),
         trades=trades,
         rate=rate,
-        workers=workers or settings.sender.workers or os.cpu_count() or 1,
+        workers=_bench_workers(workers, settings),
         symbols=symbols,
         console=console,
         playback=playback,
     )
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
 
 
 def _seconds(value: str) -> float:
@@ -1017,9 +1019,7 @@ def bench_query(
         f"{result.rows_per_window['median']:,.0f} (max {result.rows_per_window['max']:,.0f}); "
         f"disagreements between the sources: {result.disagreements}"
     )
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
     if result.disagreements:
         sys.exit(1)
 
@@ -1103,9 +1103,7 @@ def bench_hybrid(
         workers=workers or None,
         console=console,
     )
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(result.to_json(), encoding="utf-8")
-    console.print(f"wrote {json_path}")
+    _write_report(json_path, result.to_json())
     if not result.passed:
         sys.exit(1)
 

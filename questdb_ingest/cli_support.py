@@ -113,8 +113,8 @@ def run_standalone(command: click.Command, args: Any, kwargs: dict[str, Any]) ->
     sys.exit(rv if isinstance(rv, int) else 0)  # --help and --version return their exit code
 
 
-class ErrorGroup(click.Group):
-    """A group whose commands report typed errors as ``typed_errors`` says, and usage errors in one line."""
+class _TypedErrors(click.Command):
+    """Typed errors as ``typed_errors`` says, usage errors in one line (``run_standalone``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with typed_errors():
@@ -124,12 +124,9 @@ class ErrorGroup(click.Group):
         return run_standalone(self, args, kwargs)
 
 
-class ErrorCommand(click.Command):
+class ErrorGroup(_TypedErrors, click.Group):
+    """The ``pumpwatch`` group and its sub-groups."""
+
+
+class ErrorCommand(_TypedErrors):
     """A command outside an ``ErrorGroup`` (``replay-server`` run on its own) with the same exits."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with typed_errors():
-            return super().invoke(ctx)
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        return run_standalone(self, args, kwargs)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import questdb
@@ -34,6 +34,9 @@ from ..sender.sinks import transport_conf
 from .cpu import CpuMeter, questdb_pid
 from .insert import _drop, _finish, _wait_ready, fresh_tables
 from .machine import machine_info
+
+if TYPE_CHECKING:
+    from ..connectors.replay_process import ReplayProcess
 
 TRADES_PER_CALL = 4
 DRAIN_ROWS = 20_000
@@ -351,6 +354,23 @@ def write_session(directory: Path, mixes: list[VenueMix], rate: float) -> int:
     return total
 
 
+def against_replay(scoped: Settings, base_url: str, tmp: str) -> Settings:
+    """The benchmark's settings pointed at a replay server, with dead letters and spool in ``tmp``."""
+    return replace(
+        scoped,
+        connectors=replace(scoped.connectors, base_url=base_url, dead_letter_dir=f"{tmp}/dead"),
+        sender=replace(scoped.sender, spool_dir=f"{tmp}/spool"),
+    )
+
+
+def pipeline_cpu(settings: Settings, snd: ShardedSender, replay: ReplayProcess) -> CpuMeter:
+    """CPU per role of a replay-server run: this process, the workers, the server and QuestDB."""
+    assert replay.proc is not None
+    roles = {"connectors + router": [os.getpid()], "sender workers": snd.worker_pids()}
+    roles |= {"replay server": [replay.proc.pid], "questdb": [p for p in [questdb_pid(settings)] if p]}
+    return CpuMeter(roles)
+
+
 def bench_e2e(
     settings: Settings,
     connectors: Sequence[Connector],
@@ -406,18 +426,11 @@ def bench_e2e(
         return int(stats["generated_total"])
 
     with tmp_dir, ReplayProcess(args) as replay:
-        run_settings = replace(
-            scoped,
-            connectors=replace(scoped.connectors, base_url=replay.base_url, dead_letter_dir=f"{tmp}/dead"),
-            sender=replace(scoped.sender, spool_dir=f"{tmp}/spool"),
-        )
+        run_settings = against_replay(scoped, replay.base_url, tmp)
         with ShardedSender(run_settings, workers=workers) as snd:
             _wait_ready(snd)
             rss = RssProbe(snd).start()
-            assert replay.proc is not None
-            roles = {"connectors + router": [os.getpid()], "sender workers": snd.worker_pids()}
-            roles |= {"replay server": [replay.proc.pid], "questdb": [p for p in [questdb_pid(settings)] if p]}
-            meter = CpuMeter(roles)
+            meter = pipeline_cpu(settings, snd, replay)
 
             async def drive() -> tuple[Pipeline, dict[str, Any], float]:
                 from ..connectors.pipeline import MemoryEvents

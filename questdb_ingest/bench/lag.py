@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -25,7 +24,7 @@ from ..config import Settings
 from ..connectors.registry import Connector
 from ..histogram import Histogram
 from ..sender import ShardedSender
-from .cpu import CpuMeter, questdb_pid
+from .connectors import against_replay, pipeline_cpu
 from .insert import _drop, _wait_ready, fresh_tables
 from .machine import machine_info
 
@@ -82,17 +81,10 @@ def bench_lag(
     scoped = fresh_tables(settings, PREFIX)
     args = ["--connectors", ",".join(names), "--symbols", str(symbols), "--rate", str(rate), "--burst-seconds", "0"]
     with tempfile.TemporaryDirectory() as tmp, ReplayProcess(args) as replay:
-        run_settings = replace(
-            scoped,
-            connectors=replace(scoped.connectors, base_url=replay.base_url, dead_letter_dir=f"{tmp}/dead"),
-            sender=replace(scoped.sender, spool_dir=f"{tmp}/spool"),
-        )
+        run_settings = against_replay(scoped, replay.base_url, tmp)
         with ShardedSender(run_settings, workers=workers) as snd:
             _wait_ready(snd)
-            assert replay.proc is not None
-            roles = {"connectors + router": [os.getpid()], "sender workers": snd.worker_pids()}
-            roles |= {"replay server": [replay.proc.pid], "questdb": [p for p in [questdb_pid(settings)] if p]}
-            meter = CpuMeter(roles)
+            meter = pipeline_cpu(settings, snd, replay)
 
             async def drive() -> Pipeline:
                 pipeline = Pipeline(run_settings, connectors, sink=SenderSink(snd), events=MemoryEvents())
