@@ -69,14 +69,16 @@ def build_mix(
         contracts = proto.spec.market_type == "futures"
         frames: list[Frame] = []
         n = 0
-        tid = 1_000_000
+        # Ids consecutive per instrument, as the venues number them: a global counter made every
+        # Binance frame look like a hole in the stream (a gap and a REST backfill per frame).
+        next_id = [1_000_000] * len(insts)
         prices = 10 ** rng.uniform(-1, 4, size=len(insts))
         while n < trades_per_connector:
             k = rng.integers(0, len(insts))
             inst = insts[k]
             group = []
             for _ in range(min(TRADES_PER_CALL, trades_per_connector - n)):
-                tid += 1
+                next_id[k] += 1
                 n += 1
                 # Futures venues count whole contracts (even at multiplier 1); spot sends base units.
                 if contracts:
@@ -92,7 +94,7 @@ def build_mix(
                         price=round(float(prices[k] * (1 + rng.normal(0, 0.001))), 4),
                         quantity=qty,
                         side="buy" if rng.random() < 0.5 else "sell",
-                        trade_id=str(tid),
+                        trade_id=str(next_id[k]),
                     )
                 )
             frames.extend(proto.encode_trades(inst, group))

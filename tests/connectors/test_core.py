@@ -276,3 +276,21 @@ def test_dead_letters_escape_lone_surrogates_instead_of_failing(tmp_path: Path) 
     assert first == {"recv_ns": 5, "connector": "binance_spot", "reason": "reason quoting \\udfff",
                      "scope": "binance_spot#0", "text": "\\ud800{", "truncated": False, "escaped": True}  # fmt: skip
     assert second["text"] == "ok" and "escaped" not in second and dl.counts["binance_spot"] == 2
+
+
+def test_the_benchmark_frame_mix_has_no_trade_id_holes() -> None:
+    """``bench connectors|e2e`` frames number ids per instrument as Binance does; a global counter
+    made each frame a hole in the stream, so the end-to-end run back-filled gaps it never had."""
+    from questdb_ingest.bench.connectors import build_mix
+    from questdb_ingest.connectors.continuity import TradeIds
+    from questdb_ingest.connectors.core import TradeColumns
+    from questdb_ingest.connectors.registry import connector
+
+    (mix,) = build_mix([connector("binance_spot")], 2_000, symbols=5)
+    out = TradeColumns()
+    parse = mix.proto.make_parser(mix.instruments)
+    for frame in mix.frames:
+        parse(frame, 1, out)
+    batch = out.drain("binance", "spot")
+    assert len(batch) == 2_000
+    assert TradeIds().check(batch) == []
