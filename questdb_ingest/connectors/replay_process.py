@@ -33,7 +33,7 @@ class ReplayProcess:
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> ReplayProcess:
-        cmd = [sys.executable, "-m", "questdb_ingest.cli", "replay-server", "--port", str(self.port), *self.args]
+        cmd = [sys.executable, "-m", "questdb_ingest", "replay-server", "--port", str(self.port), *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

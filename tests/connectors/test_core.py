@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from rich.table import Table
 
+from questdb_ingest.cli.views.feeds import feeds_table
 from questdb_ingest.config import ConnectorSettings
 from questdb_ingest.connectors.binance import BinanceProtocol
 from questdb_ingest.connectors.connection import Backoff
@@ -30,7 +31,6 @@ from questdb_ingest.connectors.core import (
 from questdb_ingest.connectors.deadletter import DeadLetters
 from questdb_ingest.connectors.feed import Feed, select_instruments
 from questdb_ingest.connectors.registry import CONNECTORS, connector, select
-from questdb_ingest.connectors.view import feeds_table
 from questdb_ingest.errors import ConfigError
 from questdb_ingest.models import GapEvent, HealthEvent, TradeBatch
 

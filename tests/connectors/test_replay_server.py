@@ -524,7 +524,7 @@ def test_session_playback_loops(tmp_path: Path) -> None:
 # ---- CLI -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cli_prints_the_url_and_stats_and_exits_0_on_signal(sig: signal.Signals) -> None:
-    cmd = [sys.executable, "-m", "questdb_ingest.connectors.replay.cli", "--port", "0",
+    cmd = [sys.executable, "-m", "questdb_ingest.cli.replay", "--port", "0",
            "--connectors", "binance_spot", "--stats-every", "0.3"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
     try:

@@ -11,12 +11,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from questdb_ingest.bench import replay_server as replay_bench
 from questdb_ingest.cli import main
+from questdb_ingest.cli.query import query
+from questdb_ingest.cli.replay import replay_server
 from questdb_ingest.config import load_settings
-from questdb_ingest.connectors.replay import bench as replay_bench
-from questdb_ingest.connectors.replay.cli import replay_server
 from questdb_ingest.errors import ConfigError
-from questdb_ingest.store.query_cli import query
 
 from .cli_env import isolate, no_traceback, one_error_line
 

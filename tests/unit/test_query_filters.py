@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from questdb_ingest.cli.query import query
 from questdb_ingest.config import Settings, load_settings
 from questdb_ingest.connectors.registry import CONNECTORS
 from questdb_ingest.models import MarketType
 from questdb_ingest.store import market, pg
-from questdb_ingest.store.query_cli import query
 
 from .cli_env import isolate, one_error_line
 

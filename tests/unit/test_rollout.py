@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from questdb_ingest.cli.rollout import rollout
 from questdb_ingest.config import Settings, load_settings
 from questdb_ingest.connectors.replay_process import free_port
 from questdb_ingest.errors import ConfigError, ValidationError
@@ -30,7 +31,6 @@ from questdb_ingest.hybrid.rollout import (
     route_bucket,
     routes_to_questdb,
 )
-from questdb_ingest.hybrid.rollout_cli import rollout
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "migration.yaml"

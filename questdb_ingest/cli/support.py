@@ -16,8 +16,8 @@ from click.exceptions import NoArgsIsHelpError
 from rich.console import Console
 from rich.markup import escape
 
-from .config import Settings, load_settings
-from .errors import ConfigError, DataLossError, PumpwatchError
+from ..config import Settings, load_settings
+from ..errors import ConfigError, DataLossError, PumpwatchError
 
 # Without a terminal (pipes, systemd, CI logs) rich would cut tables at 80 columns: give it room
 # for any table's natural width instead (rich tables never grow past what they need).
@@ -54,7 +54,7 @@ def cli_settings(ctx: click.Context, **sections: dict[str, Any] | None) -> Setti
 
 def configure_logging(settings: Settings, process: str = "main") -> None:
     """This process's log lines per ``[log]`` and the flags; the sender's workers inherit it."""
-    from .logs import LogSpec, configure
+    from ..logs import LogSpec, configure
 
     lg = settings.log
     configure(LogSpec(level=lg.level.lower(), format=lg.format.lower(), file=lg.file, process=process))

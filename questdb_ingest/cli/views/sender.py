@@ -7,7 +7,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .metrics import SenderMetrics
+from ...sender.metrics import SenderMetrics
 
 
 def _mib(n: int) -> str:

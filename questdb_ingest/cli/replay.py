@@ -14,10 +14,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ...cli_support import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, RATE, SECONDS, ErrorCommand
-from ..registry import select
-from .config import ReplayConfig
-from .server import ReplayServer
+from ..connectors.registry import select
+from ..connectors.replay.config import ReplayConfig
+from ..connectors.replay.server import ReplayServer
+from .support import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, RATE, SECONDS, ErrorCommand
 
 _console = Console() if sys.stdout.isatty() else Console(width=120)
 

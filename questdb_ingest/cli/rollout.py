@@ -21,10 +21,10 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli_support import ErrorGroup, cli_settings, console, err_console
 from ..config import Settings
 from ..errors import PumpwatchError
-from .rollout import Rollout, RolloutChange, format_duration, format_utc
+from ..hybrid.rollout import Rollout, RolloutChange, format_duration, format_utc
+from .support import ErrorGroup, cli_settings, console, err_console
 
 # One quick attempt: the event is an audit copy, and an unreachable QuestDB must not stall the command.
 EVENT_RETRY_MS = 500

@@ -6,8 +6,8 @@ import time
 
 from rich.table import Table
 
-from ..histogram import Histogram
-from .pipeline import Pipeline
+from ...connectors.pipeline import Pipeline
+from ...histogram import Histogram
 
 
 class RateMeter:

@@ -22,8 +22,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_support import ErrorGroup, cli_settings
 from ..config import Settings
+from .support import ErrorGroup, cli_settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,7 +46,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 @contextmanager
 def _connection(ctx: click.Context) -> Iterator[tuple[psycopg.Connection[Any], Settings]]:
-    from .pg import connect
+    from ..store.pg import connect
 
     settings = _settings(ctx)
     with connect(settings) as conn:
@@ -120,7 +120,7 @@ def _normalised(name: str) -> Callable[[click.Context, click.Parameter, Any], An
     arguments are parsed, so a bad one is a usage error (exit 2) before any connection is made."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        from . import market
+        from ..store import market
 
         normal: Callable[[object], str] = getattr(market, name)
         try:
@@ -163,7 +163,7 @@ def window_cmd(
     ctx: click.Context, symbol: str, at_iso: str | None, at_ns: int | None, before: str, after: str, as_json: bool
 ) -> None:
     """Trades of SYMBOL (BASE-QUOTE, or a bare base for every quote) around a trigger, per venue."""
-    from .market import listing_window
+    from ..store.market import listing_window
 
     if (at_iso is None) == (at_ns is None):
         raise click.UsageError("give exactly one of --at or --at-ns")
@@ -218,7 +218,7 @@ def recent_cmd(
     as_json: bool,
 ) -> None:
     """The newest trades, newest first."""
-    from .market import recent_trades
+    from ..store.market import recent_trades
 
     with _connection(ctx) as (conn, settings):
         batch = recent_trades(conn, settings, exchange=exchange, market_type=market_type, symbol=symbol, limit=limit)
@@ -264,7 +264,7 @@ def candles_cmd(
     as_json: bool,
 ) -> None:
     """OHLCV candles of SYMBOL per venue for every bucket overlapping --from .. --to."""
-    from .market import candles
+    from ..store.market import candles
 
     start_ns, end_ns = parse_time_ns(start, "--from"), parse_time_ns(end, "--to")
     with _connection(ctx) as (conn, settings):
@@ -325,7 +325,7 @@ def latest_cmd(
     """
     import time
 
-    from .market import latest_prices
+    from ..store.market import latest_prices
 
     since = None if within is None else time.time_ns() - parse_duration_ns(within, "--within")
     with _connection(ctx) as (conn, settings):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -21,12 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
-from .cli_support import (
+from .. import __version__
+from ..config import Settings
+from ..errors import PumpwatchError
+from ..resources import questdb_pin
+from .support import (
     COUNT,
     NON_NEGATIVE,
     PORT,
-    POSITIVE_RATE,
     RATE,
     SECONDS,
     WORKERS,
@@ -34,9 +35,6 @@ from .cli_support import (
     cli_settings,
     console,
 )
-from .config import Settings
-from .errors import PumpwatchError
-from .resources import questdb_pin
 
 
 def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
@@ -112,7 +110,7 @@ def questdb() -> None:
 
 
 def _process(ctx: click.Context, **flags: Any) -> Any:
-    from .server import QuestDBProcess
+    from ..server import QuestDBProcess
 
     return QuestDBProcess(_settings(ctx, questdb=flags).questdb)
 
@@ -120,7 +118,7 @@ def _process(ctx: click.Context, **flags: Any) -> Any:
 @questdb.command("install")
 def questdb_install() -> None:
     """Fetch the pinned release from Maven Central (idempotent)."""
-    from .server import install
+    from ..server import install
 
     inst = install()
     console.print(f"QuestDB {inst.version}: {inst.jar} (java: {inst.java})")
@@ -191,8 +189,8 @@ def db() -> None:
 def db_migrate(ctx: click.Context, /, allow_ttl_decrease: bool, **flags: Any) -> None:
     """Apply pending migrations and set table TTLs to schema.ttl_days (idempotent; refuses edited
     applied migrations, and a TTL decrease unless --allow-ttl-decrease, printing what it would drop)."""
-    from .store.migrations import migrate
-    from .store.pg import connect
+    from ..store.migrations import migrate
+    from ..store.pg import connect
 
     settings = _settings(ctx, schema=flags)
     with connect(settings) as conn:
@@ -212,8 +210,8 @@ def db_migrate(ctx: click.Context, /, allow_ttl_decrease: bool, **flags: Any) ->
 @click.pass_context
 def db_status(ctx: click.Context, /, **flags: Any) -> None:
     """List migrations and whether each is applied."""
-    from .store.migrations import applied_versions, discover, schema_dir, ttl_changes
-    from .store.pg import connect
+    from ..store.migrations import applied_versions, discover, schema_dir, ttl_changes
+    from ..store.pg import connect
 
     settings = _settings(ctx, schema=flags)
     with connect(settings) as conn:
@@ -245,7 +243,7 @@ def _demo_option(f: Any) -> Any:
 def _demo_settings(ctx: click.Context, demo_prefix: str | None, **sections: dict[str, Any]) -> tuple[Settings, bool]:
     """Settings whose tables are the demo ones (``Settings.for_demo``) and whether they differ from
     the production ones; says on stderr where the rows go."""
-    from .cli_support import err_console
+    from .support import err_console
 
     sections["schema"] = {**sections.get("schema", {}), "demo_prefix": demo_prefix}
     base = _settings(ctx, **sections)
@@ -264,8 +262,8 @@ def _create_demo_tables(settings: Settings, demo_prefix_used: bool) -> None:
     an error here: the sender spools until it answers."""
     import psycopg
 
-    from .store.migrations import migrate
-    from .store.pg import connect
+    from ..store.migrations import migrate
+    from ..store.pg import connect
 
     if not demo_prefix_used:
         return
@@ -273,7 +271,7 @@ def _create_demo_tables(settings: Settings, demo_prefix_used: bool) -> None:
         with connect(settings) as conn:
             migrate(conn, settings, reconcile_ttl=False)
     except psycopg.OperationalError as exc:
-        from .cli_support import err_console
+        from .support import err_console
 
         err_console.print(f"[yellow]QuestDB not reachable ({str(exc).strip()}); demo tables not created yet[/]")
 
@@ -287,10 +285,10 @@ def _create_demo_tables(settings: Settings, demo_prefix_used: bool) -> None:
 def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None, demo_prefix: str | None) -> None:
     """Write a synthetic burst across the 14 feeds and show what landed, read back with SQL
     (into the demo tables, ``demo_trades`` by default)."""
-    from .connectors import CONNECTORS, SyntheticMarket
-    from .ingest import TradeWriter
-    from .store import queries
-    from .store.pg import connect
+    from ..connectors import CONNECTORS, SyntheticMarket
+    from ..ingest import TradeWriter
+    from ..store import queries
+    from ..store.pg import connect
 
     settings, separate = _demo_settings(ctx, demo_prefix, ingest={"batch_rows": batch_rows})
     _create_demo_tables(settings, separate)
@@ -395,9 +393,9 @@ def load(
     and exit 0."""
     import json
 
-    from .load import LoadPattern, run_load
-    from .sender import ShardedSender
-    from .sender.view import books_line, exchange_table, live_view, worker_table
+    from ..load import LoadPattern, run_load
+    from ..sender import ShardedSender
+    from .views.sender import books_line, exchange_table, live_view, worker_table
 
     settings, separate = _demo_settings(ctx, demo_prefix)
     _create_demo_tables(settings, separate)
@@ -563,10 +561,10 @@ def run(
 
     from rich.console import Group
 
-    from .app import Capture, CaptureOptions
-    from .connectors.view import RateMeter, feeds_table
-    from .errors import DataLossError
-    from .sender.view import books_line, worker_table
+    from ..app import Capture, CaptureOptions
+    from ..errors import DataLossError
+    from .views.feeds import RateMeter, feeds_table
+    from .views.sender import books_line, worker_table
 
     if compare and not hybrid_mode:
         raise click.UsageError("--compare needs --hybrid-mode")
@@ -603,7 +601,7 @@ def run(
         parts.append(books_line(c.sender.metrics()))
         parts += [Text(f"ALARM {alarm}", style="bold red") for alarm in c.alarms()]
         if c.runtime is not None:
-            from .hybrid.view import hybrid_table
+            from .views.hybrid import hybrid_table
 
             parts.append(hybrid_table(c.runtime))
         return Group(*parts)
@@ -694,7 +692,7 @@ def _on_signals(event: threading.Event) -> Iterator[None]:
 
 def print_paths(settings: Settings) -> None:
     """Where this run reads its config and keeps its files (stderr, so stdout stays the report)."""
-    from .cli_support import err_console
+    from .support import err_console
 
     for name, path in settings.paths().items():
         err_console.print(f"[dim]{name:>13}:[/] {path}", highlight=False)
@@ -736,11 +734,11 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
     """Record raw frames from the venues (one JSONL per connector) for the replay server's --session."""
     import asyncio
 
-    from .connectors.pipeline import MemoryEvents, MemorySink
-    from .connectors.registry import select
-    from .connectors.replay.session import SessionWriter
-    from .connectors.run import run_feeds
-    from .connectors.view import RateMeter, feeds_table
+    from ..connectors.pipeline import MemoryEvents, MemorySink
+    from ..connectors.registry import select
+    from ..connectors.replay.session import SessionWriter
+    from ..connectors.run import run_feeds
+    from .views.feeds import RateMeter, feeds_table
 
     settings = _connector_settings(ctx, names, base_url)
     chosen = select(settings.connectors.enabled)
@@ -774,400 +772,3 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
 
 
 # --------------------------------------------------------------------------- bench
-def _bench_workers(workers: int, settings: Settings) -> int:
-    """``--workers``, else ``sender.workers``, else one per core (0 means "choose")."""
-    return workers or settings.sender.workers or os.cpu_count() or 1
-
-
-def _write_report(json_path: str, body: str) -> None:
-    """A benchmark's JSON result, where ``--json`` says (its directory created)."""
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(body, encoding="utf-8")
-    console.print(f"wrote {json_path}")
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks (print a table, write JSON)."""
-
-
-@bench.command("insert")
-@click.option("--records", type=COUNT, default=1_000_000, show_default=True)
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option("--transport", type=click.Choice(["http", "ws", "tcp"]), default="http", show_default=True)
-@click.option(
-    "--batch-rows", type=COUNT, default=100_000, show_default=True, help="Rows per flush for every contender."
-)
-@click.option("--repeat", type=COUNT, default=3, show_default=True, help="Rotating rounds; the median is reported.")
-@click.option("--per-row/--no-per-row", default=True, show_default=True, help="Include the per-row TCP baseline.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/insert.json")
-@click.pass_context
-def bench_insert(
-    ctx: click.Context,
-    records: int,
-    workers: int,
-    transport: str,
-    batch_rows: int,
-    repeat: int,
-    per_row: bool,
-    json_path: str,
-) -> None:
-    """The sharded sender vs the raw client (same transport) and a per-row f-string TCP baseline,
-    each timed until count() shows every row."""
-    from .bench.insert import print_report, run_insert_benchmark
-
-    settings = _settings(ctx)
-    result = run_insert_benchmark(
-        settings,
-        records=records,
-        batch_rows=batch_rows,
-        repeat=repeat,
-        workers=_bench_workers(workers, settings),
-        transport=transport,
-        per_row=per_row,
-        console=console,
-    )
-    print_report(result, console)
-    _write_report(json_path, result.to_json())
-
-
-@bench.command("stream")
-@click.option("--rate", type=POSITIVE_RATE, default=5000.0, show_default=True, help="Trades/s, steady.")
-@click.option("--seconds", type=SECONDS, default=20.0, show_default=True)
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option(
-    "--flush-interval", type=click.FloatRange(0, 3600, min_open=True), help="Override ingest.flush_interval (seconds)."
-)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/stream.json")
-@click.pass_context
-def bench_stream(
-    ctx: click.Context, rate: float, seconds: float, workers: int, flush_interval: float | None, json_path: str
-) -> None:
-    """Delay from trade creation to SQL visibility (p50/p99) and peak RSS of the sender at a steady rate."""
-    from .bench.stream import run_stream_benchmark, with_flush_interval
-
-    settings = with_flush_interval(_settings(ctx), flush_interval)
-    result = run_stream_benchmark(
-        settings,
-        rate=rate,
-        seconds=seconds,
-        workers=_bench_workers(workers, settings),
-        console=console,
-    )
-    _write_report(json_path, result.to_json())
-
-
-@bench.command("lag")
-@click.option("--rate", type=POSITIVE_RATE, default=1000.0, show_default=True, help="Replay trades/s (no bursts).")
-@click.option("--seconds", type=SECONDS, default=60.0, show_default=True, help="How long the replay server sends.")
-@click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector.")
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/lag.json")
-@click.pass_context
-def bench_lag(
-    ctx: click.Context, rate: float, seconds: float, names: str | None, symbols: int, workers: int, json_path: str
-) -> None:
-    """Where the delay goes: exchange timestamp → handed to the sender → taken by a worker →
-    confirmed, p50/p99 per stage through the replay server's sockets; exit 1 if p99 misses
-    flush_interval + min_linger + 250 ms."""
-    from .bench.lag import bench_lag as run_lag
-    from .connectors.registry import select
-
-    settings = _settings(ctx)
-    result = run_lag(
-        settings,
-        select(names or "all"),
-        rate=rate,
-        seconds=seconds,
-        workers=_bench_workers(workers, settings),
-        symbols=symbols,
-        console=console,
-    )
-    _write_report(json_path, result.to_json())
-    if not result.met:
-        sys.exit(1)
-
-
-@bench.command("connectors")
-@click.option(
-    "--trades",
-    type=COUNT,
-    default=1_400_000,
-    show_default=True,
-    help="Trades in the frame mix (split over connectors).",
-)
-@click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option(
-    "--repeat", type=COUNT, default=3, show_default=True, help="Pipeline rounds per contender (median reported)."
-)
-@click.option("--pipeline/--no-pipeline", default=True, show_default=True, help="Also run the QuestDB pipeline rounds.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors.json")
-@click.pass_context
-def bench_connectors(
-    ctx: click.Context, trades: int, names: str | None, workers: int, repeat: int, pipeline: bool, json_path: str
-) -> None:
-    """Parser trades/s per venue on one core, and frames → parsers → router → sender → QuestDB vs a
-    single-process baseline (same frames, same parsers, ``Sender.dataframe``)."""
-    from .bench.connectors import run_connector_benchmark
-    from .connectors.registry import select
-
-    settings = _settings(ctx)
-    result = run_connector_benchmark(
-        settings,
-        select(names or "all"),
-        trades=trades,
-        workers=_bench_workers(workers, settings),
-        repeat=repeat,
-        pipeline=pipeline,
-        console=console,
-    )
-    _write_report(json_path, result.to_json())
-
-
-@bench.command("e2e")
-@click.option(
-    "--trades", type=COUNT, default=1_000_000, show_default=True, help="Trades the replay server generates in all."
-)
-@click.option("--rate", type=POSITIVE_RATE, default=150_000.0, show_default=True, help="Replay trades/s (no bursts).")
-@click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector.")
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option(
-    "--playback/--generate",
-    default=True,
-    show_default=True,
-    help="playback: the server plays a session of pre-encoded frames paced at --rate (its cost is the socket "
-    "writes); generate: it generates and encodes trades while the clock runs.",
-)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors_e2e.json")
-@click.pass_context
-def bench_e2e(
-    ctx: click.Context, trades: int, rate: float, names: str | None, symbols: int, workers: int, playback: bool,
-    json_path: str,
-) -> None:  # fmt: skip
-    """Replay server sockets → connectors → sender → QuestDB: trades/s until ``count()`` shows them all."""
-    from .bench.connectors import bench_e2e as run_e2e
-    from .connectors.registry import select
-
-    settings = _settings(ctx)
-    result = run_e2e(
-        settings,
-        select(names or "all"),
-        trades=trades,
-        rate=rate,
-        workers=_bench_workers(workers, settings),
-        symbols=symbols,
-        console=console,
-        playback=playback,
-    )
-    _write_report(json_path, result.to_json())
-
-
-def _seconds(value: str) -> float:
-    """``40s``, ``2m``, ``500ms`` or a plain number of seconds."""
-    from .hybrid.rollout import parse_duration
-
-    return parse_duration(value, "--timerange")
-
-
-@bench.command("query")
-@click.option("--timerange", default="40s", show_default=True, help="Window length (±half around the trigger).")
-@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Base assets queried (random, seeded).")
-@click.option("--rounds", type=COUNT, default=50, show_default=True, help="Windows per symbol, at random triggers.")
-@click.option(
-    "--trades", type=COUNT, default=10_000_000, show_default=True, help="Trades loaded (12 venues, last hour)."
-)
-@click.option("--universe", type=COUNT, default=300, show_default=True, help="Distinct symbols in the loaded trades.")
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/query.json")
-@click.pass_context
-def bench_query(
-    ctx: click.Context, timerange: str, symbols: int, rounds: int, trades: int, universe: int, workers: int,
-    json_path: str,
-) -> None:  # fmt: skip
-    """Listing-window query latency, QuestDB against the ring buffer, over the same loaded trades."""
-    from .bench.query import query_table, run_query_bench
-
-    settings = _settings(ctx)
-    result = run_query_bench(
-        settings,
-        trades=trades,
-        universe=universe,
-        timerange_s=_seconds(timerange),
-        symbols=symbols,
-        rounds=rounds,
-        workers=workers or None,
-    )
-    console.print(query_table(result))
-    console.print(
-        f"load {result.load_s:.1f}s (visible {result.visible_s:.1f}s); buffer {result.buffer_bytes / 2**20:,.0f} MiB "
-        f"(process RSS +{result.buffer_rss_mib:,.0f} MiB); rows per window median "
-        f"{result.rows_per_window['median']:,.0f} (max {result.rows_per_window['max']:,.0f}); "
-        f"disagreements between the sources: {result.disagreements}"
-    )
-    _write_report(json_path, result.to_json())
-    if result.disagreements:
-        sys.exit(1)
-
-
-@bench.command("ring")
-@click.option(
-    "--trades", type=COUNT, default=18_000_000, show_default=True, help="Trades to fill (1 h at 5,000/s = 18 M)."
-)
-@click.option("--venues", type=COUNT, default=14, show_default=True)
-@click.option("--symbols", type=COUNT, default=300, show_default=True, help="Base assets.")
-@click.option(
-    "--queries", type=COUNT, default=1000, show_default=True, help="±20 s windows timed per kind (asset, pair)."
-)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/ring.json")
-def bench_ring(trades: int, venues: int, symbols: int, queries: int, json_path: str) -> None:
-    """The ring buffer alone: RSS for an hour of trades and ±20 s window latency (no QuestDB)."""
-    import json
-
-    from .bench.ring import run_ring_bench
-
-    r = run_ring_bench(trades, venues, symbols, queries, seed=7)
-    table = Table(title=f"ring buffer: {r['trades']:,} trades, {r['venues']} venues, {symbols} assets")
-    for col in ("RSS MiB", "arrays MiB", "bytes/trade", "fill trades/s", "query", "p50 µs", "p99 µs", "max µs"):
-        table.add_column(col, justify="right")
-    for kind in ("query_base", "query_pair"):
-        q = r[kind]
-        table.add_row(
-            f"{r['rss_bytes'] / 2**20:,.0f}", f"{r['allocated_bytes'] / 2**20:,.0f}",
-            f"{r['allocated_bytes_per_row']:.1f}", f"{r['fill_rate_per_s']:,.0f}", kind.removeprefix("query_"),
-            f"{q['p50_us']:,.0f}", f"{q['p99_us']:,.0f}", f"{q['max_us']:,.0f}",
-        )  # fmt: skip
-    console.print(table)
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(r, indent=2), encoding="utf-8")
-    console.print(f"wrote {json_path}")
-
-
-@bench.command("hybrid")
-@click.option(
-    "--seconds", type=SECONDS, default=300.0, show_default=True, help="How long to run (the seed's test: 5 minutes)."
-)
-@click.option("--connectors", "names", help="Comma list (default: all 14).")
-@click.option(
-    "--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector on the replay server."
-)
-@click.option("--rate", type=POSITIVE_RATE, default=1000.0, show_default=True, help="Base trades/s.")
-@click.option("--burst-rate", type=RATE, default=5000.0, show_default=True, help="Trades/s during bursts.")
-@click.option("--burst-every", type=SECONDS, default=60.0, show_default=True, help="Seconds between bursts.")
-@click.option("--burst-seconds", type=NON_NEGATIVE, default=10.0, show_default=True, help="Burst length.")
-@click.option(
-    "--listing-every", type=SECONDS, default=30.0, show_default=True, help="Seconds between injected listings."
-)
-@click.option(
-    "--compare-every", type=SECONDS, default=5.0, show_default=True, help="Seconds between random window compares."
-)
-@click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
-)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/hybrid.json")
-@click.pass_context
-def bench_hybrid(
-    ctx: click.Context, seconds: float, names: str | None, symbols: int, rate: float, burst_rate: float,
-    burst_every: float, burst_seconds: float, listing_every: float, compare_every: float, workers: int,
-    json_path: str,
-) -> None:  # fmt: skip
-    """Compare mode under the seed's load with listings injected: zero differences, zero loss."""
-    from .bench.hybrid import run_hybrid_bench
-    from .connectors.registry import select
-
-    result = run_hybrid_bench(
-        _settings(ctx),
-        select(names or "all"),
-        seconds=seconds,
-        symbols=symbols,
-        rate=rate,
-        burst_rate=burst_rate,
-        burst_every=burst_every,
-        burst_seconds=burst_seconds,
-        listing_every=listing_every,
-        compare_every=compare_every,
-        workers=workers or None,
-        console=console,
-    )
-    _write_report(json_path, result.to_json())
-    if not result.passed:
-        sys.exit(1)
-
-
-@main.group("compare")
-def compare_group() -> None:
-    """Shadow-compare results (hybrid mode's ``shadow_compare`` table)."""
-
-
-@compare_group.command("summary")
-@click.option("--since", default="24h", show_default=True, help="How far back (e.g. 30m, 24h, 7d).")
-@click.option("--bucket", default="1h", show_default=True, help="Time bucket (QuestDB interval: 10m, 1h, 1d).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_context
-def compare_summary(ctx: click.Context, since: str, bucket: str, as_json: bool) -> None:
-    """Agreement between the buffer and QuestDB over time: windows compared, with differences, and why."""
-    import json
-
-    from .hybrid.rollout import parse_duration
-    from .models import now_ns
-    from .store.compare import agreement
-    from .store.pg import connect
-
-    settings = _settings(ctx)
-    since_ns = now_ns() - int(parse_duration(since, "--since") * 1e9)
-    try:
-        with connect(settings) as conn:
-            buckets = agreement(conn, settings, since_ns=since_ns, bucket=bucket)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--bucket") from None
-    if as_json:
-        click.echo(json.dumps([b.__dict__ | {"agreement": b.agreement} for b in buckets], indent=2))
-        return
-
-    def day_time(ns: int) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ns // 1_000_000_000)) + " UTC"
-
-    table = Table(title=f"shadow compare since {day_time(since_ns)} (per {bucket})")
-    for col in ("bucket", "venue windows", "with differences", "agreement", "rows buffer", "rows QuestDB"):
-        table.add_column(col, justify="left" if col == "bucket" else "right")
-    for col in ("missing", "extra", "mismatched"):
-        table.add_column(col, justify="right")
-    for b in buckets:
-        colour = "green" if b.with_differences == 0 else "red"
-        table.add_row(
-            day_time(b.ts_ns), f"{b.compared:,}", f"[{colour}]{b.with_differences:,}[/]", f"{b.agreement:.2%}",
-            f"{b.rows_a:,}", f"{b.rows_b:,}", f"{b.missing:,}", f"{b.extra:,}", f"{b.mismatched:,}",
-        )  # fmt: skip
-    console.print(table)
-    if not buckets:
-        console.print("no compares recorded in this period (run with --hybrid-mode --compare)")
-
-
-def _register_groups() -> None:
-    from .connectors.replay.cli import replay_server
-    from .hybrid.rollout_cli import rollout
-    from .store.query_cli import query
-
-    main.add_command(replay_server)
-    main.add_command(rollout)
-    main.add_command(query)
-
-
-_register_groups()
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from .runtime import HybridRuntime
+from ...hybrid.runtime import HybridRuntime
 
 
 def _utc(ns: int) -> str:

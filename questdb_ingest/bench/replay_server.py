@@ -5,7 +5,7 @@ subscribes with the venue's own messages and discards what arrives, so the figur
 server's cost alone. ``cpu`` is this process's CPU time over wall time: at 100 % the target rate
 is not sustained and ``generated/s`` is the ceiling.
 
-    python -m questdb_ingest.connectors.replay.bench --rate 200000 binance_spot okx_futures
+    python -m questdb_ingest.bench.replay_server --rate 200000 binance_spot okx_futures
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import click
 
-from ...cli_support import COUNT, POSITIVE_RATE, SECONDS
-from ..registry import connector
-from .config import ReplayConfig
-from .server import ReplayServer
+from ..cli.support import COUNT, POSITIVE_RATE, SECONDS
+from ..connectors.registry import connector
+from ..connectors.replay.config import ReplayConfig
+from ..connectors.replay.server import ReplayServer
 
 
 def _client_frame(text: str) -> bytes:

@@ -1,0 +1,20 @@
+"""``pumpwatch``: the command line (click + rich), one home for every command group and view.
+
+``main`` is the root group (global options, ``questdb``, ``db``, ``demo``, ``load``, ``run``,
+``record``); the other groups live in their own modules and are attached here. Domain packages
+never import this package.
+"""
+
+from __future__ import annotations
+
+from .bench import bench
+from .compare import compare_group
+from .main import main
+from .query import query
+from .replay import replay_server
+from .rollout import rollout
+
+for _group in (bench, compare_group, query, replay_server, rollout):
+    main.add_command(_group)
+
+__all__ = ["main"]
