@@ -12,10 +12,11 @@ import json
 import logging
 import logging.handlers
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
+
+from .timefmt import iso_s
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
@@ -44,19 +45,13 @@ def current() -> LogSpec | None:
     return _current
 
 
-def format_ts(epoch_s: float) -> str:
-    """``2026-12-02T05:18:50.123Z``: the one timestamp format of log lines."""
-    ms = int(epoch_s * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{ms:03d}Z"
-
-
 class _TextFormatter(logging.Formatter):
     def __init__(self, process: str) -> None:
         super().__init__()
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{format_ts(record.created)} {record.levelname:<7} {self.process} {record.name}: {record.getMessage()}"
+        line = f"{iso_s(record.created)} {record.levelname:<7} {self.process} {record.name}: {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -71,7 +66,7 @@ class _JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
-            "ts": format_ts(record.created),
+            "ts": iso_s(record.created),
             "level": record.levelname,
             "process": self.process,
             "pid": record.process,

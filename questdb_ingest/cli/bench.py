@@ -216,9 +216,9 @@ def bench_e2e(
 
 def _seconds(value: str) -> float:
     """``40s``, ``2m``, ``500ms`` or a plain number of seconds."""
-    from ..hybrid.rollout import parse_duration
+    from ..timefmt import duration_s
 
-    return parse_duration(value, "--timerange")
+    return duration_s(value, "--timerange")
 
 
 @bench.command("query")

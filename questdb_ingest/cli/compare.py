@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 from rich.table import Table
 
-from .support import ErrorGroup, cli_settings, console
+from ..timefmt import iso
+from .support import ErrorGroup, cli_settings, console, parse_duration_ns
 
 
 @click.group("compare", cls=ErrorGroup)
@@ -24,13 +23,12 @@ def compare_summary(ctx: click.Context, since: str, bucket: str, as_json: bool) 
     """Agreement between the buffer and QuestDB over time: windows compared, with differences, and why."""
     import json
 
-    from ..hybrid.rollout import parse_duration
     from ..models import now_ns
     from ..store.compare import agreement
     from ..store.pg import connect
 
     settings = cli_settings(ctx)
-    since_ns = now_ns() - int(parse_duration(since, "--since") * 1e9)
+    since_ns = now_ns() - parse_duration_ns(since, "--since")
     try:
         with connect(settings) as conn:
             buckets = agreement(conn, settings, since_ns=since_ns, bucket=bucket)
@@ -40,10 +38,7 @@ def compare_summary(ctx: click.Context, since: str, bucket: str, as_json: bool) 
         click.echo(json.dumps([b.__dict__ | {"agreement": b.agreement} for b in buckets], indent=2))
         return
 
-    def day_time(ns: int) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ns // 1_000_000_000)) + " UTC"
-
-    table = Table(title=f"shadow compare since {day_time(since_ns)} (per {bucket})")
+    table = Table(title=f"shadow compare since {iso(since_ns)} (per {bucket})")
     for col in ("bucket", "venue windows", "with differences", "agreement", "rows buffer", "rows QuestDB"):
         table.add_column(col, justify="left" if col == "bucket" else "right")
     for col in ("missing", "extra", "mismatched"):
@@ -51,7 +46,7 @@ def compare_summary(ctx: click.Context, since: str, bucket: str, as_json: bool) 
     for b in buckets:
         colour = "green" if b.with_differences == 0 else "red"
         table.add_row(
-            day_time(b.ts_ns), f"{b.compared:,}", f"[{colour}]{b.with_differences:,}[/]", f"{b.agreement:.2%}",
+            iso(b.ts_ns), f"{b.compared:,}", f"[{colour}]{b.with_differences:,}[/]", f"{b.agreement:.2%}",
             f"{b.rows_a:,}", f"{b.rows_b:,}", f"{b.missing:,}", f"{b.extra:,}", f"{b.mismatched:,}",
         )  # fmt: skip
     console.print(table)

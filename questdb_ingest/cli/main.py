@@ -24,6 +24,7 @@ from .. import __version__
 from ..config import Settings
 from ..errors import PumpwatchError
 from ..resources import questdb_pin
+from ..timefmt import iso_ns
 from .support import (
     COUNT,
     NON_NEGATIVE,
@@ -331,8 +332,8 @@ def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None, 
             f"{expected.get(key, 0):,}",
             f"{n_landed:,}",
             f"{row.volume:,.2f}" if row else "-",
-            _fmt_ns(row.first_ts_ns) if row else "-",
-            _fmt_ns(row.last_ts_ns) if row else "-",
+            iso_ns(row.first_ts_ns) if row else "-",
+            iso_ns(row.last_ts_ns) if row else "-",
         )
     console.print(out)
     total_landed = sum(r.trades for r in landed)
@@ -342,11 +343,6 @@ def demo(ctx: click.Context, trades: int, symbols: int, batch_rows: int | None, 
     )
     if not ok or total_landed != trades:
         raise PumpwatchError("landed counts differ from what was sent")
-
-
-def _fmt_ns(ns: int) -> str:
-    """``HH:MM:SS.mmmuuu`` (UTC, microseconds) — the day is in the table title."""
-    return time.strftime("%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000 // 1000:06d}"
 
 
 def _progress() -> Progress:

@@ -10,12 +10,10 @@ The heavy imports (numpy, pandas, psycopg via ``store.market``) happen inside th
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,15 +21,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import Settings
-from .support import ErrorGroup, cli_settings
+from ..timefmt import iso_ns
+from .support import ErrorGroup, cli_settings, parse_duration_ns, parse_time_ns
 
 if TYPE_CHECKING:
     import psycopg
 
     from ..models import TradeBatch
-
-_DURATION = re.compile(r"^(\d+)(ns|us|ms|s|m|h)?$")
-_DURATION_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def _console() -> Console:
@@ -51,39 +47,6 @@ def _connection(ctx: click.Context) -> Iterator[tuple[psycopg.Connection[Any], S
     settings = _settings(ctx)
     with connect(settings) as conn:
         yield conn, settings
-
-
-# --------------------------------------------------------------------------- parsing / formatting
-def parse_time_ns(value: str, option: str) -> int:
-    """Integer nanoseconds, or an ISO-8601 time (UTC unless it has an offset) exact to the ns."""
-    text = value.strip()
-    if re.fullmatch(r"\d+", text):
-        return int(text)
-    import pandas as pd
-
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{value!r} is neither ns since the epoch nor an ISO-8601 time", param_hint=option
-        ) from exc
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return int(stamp.value)
-
-
-def parse_duration_ns(value: str, option: str) -> int:
-    """``20s``, ``500ms``, ``2m``, ... (a bare number is seconds) as nanoseconds."""
-    match = _DURATION.match(value.strip())
-    if match is None:
-        raise click.BadParameter(f"{value!r}: expected <n>[ns|us|ms|s|m|h], e.g. 20s or 500ms", param_hint=option)
-    return int(match[1]) * _DURATION_NS[match[2] or "s"]
-
-
-def iso_ns(ns: int) -> str:
-    """UTC ISO-8601 with all nine fractional digits (``datetime`` alone stops at microseconds)."""
-    seconds, frac = divmod(int(ns), 10**9)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
 
 def _emit_json(payload: object) -> None:

@@ -23,7 +23,8 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import PumpwatchError
-from ..hybrid.rollout import Rollout, RolloutChange, format_duration, format_utc
+from ..hybrid.rollout import Rollout, RolloutChange
+from ..timefmt import format_duration, iso
 from .support import ErrorGroup, cli_settings, console, err_console
 
 # One quick attempt: the event is an audit copy, and an unreachable QuestDB must not stall the command.
@@ -165,7 +166,7 @@ def _history_table(history: list[dict[str, Any]]) -> Table:
         )
         at = h.get("at_ns")
         table.add_row(
-            format_utc(at) if isinstance(at, int) else "?",
+            iso(at) if isinstance(at, int) else "?",
             escape(str(h.get("action", "?"))),
             f"{h.get('from_phase', '?')} → {h.get('to_phase', '?')}",
             escape(str(h.get("actor", "?"))),

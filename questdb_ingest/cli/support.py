@@ -130,3 +130,27 @@ class ErrorGroup(_TypedErrors, click.Group):
 
 class ErrorCommand(_TypedErrors):
     """A command outside an ``ErrorGroup`` (``replay-server`` run on its own) with the same exits."""
+
+
+def _option_error(exc: ConfigError, option: str) -> click.BadParameter:
+    return click.BadParameter(str(exc).split(": ", 1)[-1], param_hint=option)
+
+
+def parse_duration_ns(value: str, option: str) -> int:
+    """An option's duration (the one grammar, ``timefmt``) as ns; a usage error naming the option."""
+    from ..timefmt import duration_ns
+
+    try:
+        return duration_ns(value, option)
+    except ConfigError as exc:
+        raise _option_error(exc, option) from None
+
+
+def parse_time_ns(value: str, option: str) -> int:
+    """An option's time (ns, ISO-8601, or a duration ago) as epoch ns; a usage error naming the option."""
+    from ..timefmt import parse_time_ns as parse
+
+    try:
+        return parse(value, option)
+    except ConfigError as exc:
+        raise _option_error(exc, option) from None

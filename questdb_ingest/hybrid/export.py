@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..models import TradeBatch
+from ..timefmt import iso_ns
 from .window import ListingData
 
 PARQUET_NAME = "trades.parquet"
@@ -58,12 +59,6 @@ class ExportPaths:
     parquet: Path
     trades_json: Path
     summary_json: Path
-
-
-def iso_ns(ts_ns: int) -> str:
-    """``2024-05-01T12:00:00.123456789Z``: UTC with all nine digits (datetime stops at micros)."""
-    seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    return f"{datetime.fromtimestamp(seconds, tz=UTC):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
 
 
 def export_name(symbol: str, trigger_ns: int) -> str:

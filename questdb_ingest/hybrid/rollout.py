@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
@@ -36,6 +35,7 @@ import yaml
 
 from ..errors import ConfigError, PumpwatchError, ValidationError
 from ..models import RolloutEvent
+from ..timefmt import duration_s, iso
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -60,8 +60,6 @@ _ROLLBACK_KEYS = (
 )
 _TOP_KEYS = ("migration", "rollback", "auto_advance")
 _PHASE_KEY = re.compile(r"^phase_(\d+)$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
 
 # The seed's plan, used when ``hybrid.rollout_config`` is empty (same values as config/migration.yaml).
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -115,35 +113,6 @@ def routes_to_questdb(symbol: str, percentage: int) -> bool:
 
 
 # --------------------------------------------------------------------------- durations
-def parse_duration(value: object, key: str) -> float:
-    """Seconds from ``3d``/``12h``/``30m``/``45s``/``500ms`` or a plain number; must be > 0."""
-    seconds: float
-    if isinstance(value, bool):
-        raise ConfigError(key, f"expected a duration like '3d', '12h', '30m', '45s', '500ms' or seconds, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ConfigError(key, f"expected a duration like '3d', '12h', '30m', '45s', '500ms' or seconds, got {value!r}")
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(key, f"must be > 0, got {value!r}")
-    return seconds
-
-
-def format_duration(seconds: float | None) -> str:
-    """Compact human duration (``5d``, ``1d 2h``, ``45s``, ``500ms``); ``-`` for none."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    whole = int(seconds)
-    parts = []
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size:
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    return " ".join(parts[:2])
 
 
 # --------------------------------------------------------------------------- config
@@ -353,7 +322,7 @@ def _parse_phases(value: object, source: str) -> tuple[Phase, ...]:
                 number=position,
                 name=name,
                 questdb_percentage=pct,
-                duration_s=parse_duration(fields_["duration"], f"{key}.duration"),
+                duration_s=duration_s(fields_["duration"], f"{key}.duration"),
                 fallback_enabled=_bool(fields_.get("fallback_enabled", True), f"{key}.fallback_enabled", source),
             )
         )
@@ -366,7 +335,7 @@ def _parse_rollback(value: object, source: str) -> RollbackThresholds:
     rb = _mapping(value, "rollback", source)
     _known(rb, _ROLLBACK_KEYS, "rollback.", source)
     d = RollbackThresholds()
-    interval = parse_duration(rb["interval"], "rollback.interval") if "interval" in rb else d.interval_s
+    interval = duration_s(rb["interval"], "rollback.interval") if "interval" in rb else d.interval_s
     error_rate = _number(rb.get("max_error_rate", d.max_error_rate), "rollback.max_error_rate", source)
     if not 0 <= error_rate <= 1:
         raise ConfigError("rollback.max_error_rate", f"must be in [0, 1], got {error_rate}")
@@ -558,9 +527,6 @@ def _fsync_dir(directory: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the rollout
-def format_utc(ns: int) -> str:
-    """``2026-05-09T07:35:25Z`` for an epoch-nanosecond time."""
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Rollout:
@@ -674,7 +640,7 @@ class Rollout:
             "fallback_enabled": phase.fallback_enabled,
             "duration_s": phase.duration_s,
             "entered_ns": entered or None,
-            "entered_at": format_utc(entered) if entered else None,
+            "entered_at": iso(entered) if entered else None,
             "time_in_phase_s": self.time_in_phase(now),
             "due": self.due(now),
             "last_phase": self.config.last,

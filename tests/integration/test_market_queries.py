@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from questdb_ingest.cli.query import iso_ns, parse_duration_ns, parse_time_ns, query
+from questdb_ingest.cli.query import query
+from questdb_ingest.cli.support import parse_duration_ns, parse_time_ns
 from questdb_ingest.config import Settings
 from questdb_ingest.errors import QueryError
 from questdb_ingest.hybrid.window import sort_by_time, symbol_matches, venue_key
@@ -35,6 +36,7 @@ from questdb_ingest.store.market import (
 )
 from questdb_ingest.store.migrations import migrate
 from questdb_ingest.store.pg import connect
+from questdb_ingest.timefmt import iso_ns
 from tests.conftest import QuestDB, scoped_settings
 
 S = 10**9

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from questdb_ingest.hybrid import export
-from questdb_ingest.hybrid.export import SCHEMA, export_name, export_window, iso_ns
+from questdb_ingest.hybrid.export import SCHEMA, export_name, export_window
 from questdb_ingest.hybrid.window import ListingData
 from questdb_ingest.models import TradeBatch
+from questdb_ingest.timefmt import iso_ns
 
 # 2025-11-21T04:40:00Z plus odd nanoseconds: far above 2**53, so a float would round them.
 TRIGGER = 1_763_700_000_123_456_789

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from questdb_ingest.logs import LogSpec, configure, current, format_ts
+from questdb_ingest.logs import LogSpec, configure, current
+from questdb_ingest.timefmt import iso_s
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +26,8 @@ def _restore_logging() -> Iterator[None]:
 
 
 def test_timestamps_are_utc_iso_with_milliseconds() -> None:
-    assert format_ts(0.0) == "1970-01-01T00:00:00.000Z"
-    assert format_ts(1_764_652_730.1239) == "2025-12-02T05:18:50.123Z"
+    assert iso_s(0.0) == "1970-01-01T00:00:00.000Z"
+    assert iso_s(1_764_652_730.1239) == "2025-12-02T05:18:50.123Z"
 
 
 def test_json_lines_parse_and_carry_level_process_logger(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,15 +4,15 @@ checks and listings, one line each so the operator sees at a glance which source
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from rich.table import Table
 
 from ...hybrid.runtime import HybridRuntime
+from ...timefmt import iso
 
 
 def _utc(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%H:%M:%S") if ns else "-"
+    return iso(ns) if ns else "-"
 
 
 def hybrid_table(rt: HybridRuntime) -> Table:
