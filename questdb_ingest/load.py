@@ -18,29 +18,9 @@ import numpy as np
 
 from .config import Settings
 from .connectors import SyntheticMarket
+from .pacing import Pacer, RateSchedule
 from .sender import ShardedSender
 from .store.pg import connect
-
-
-@dataclass(frozen=True)
-class LoadPattern:
-    """Trades/s over time: ``base_rate``, and ``burst_rate`` for ``burst_seconds`` in every ``burst_every``."""
-
-    base_rate: float = 1000.0
-    burst_rate: float = 5000.0
-    burst_every: float = 60.0
-    burst_seconds: float = 10.0
-
-    def rate_at(self, elapsed: float) -> float:
-        if self.burst_seconds <= 0 or self.burst_rate <= 0:
-            return self.base_rate
-        phase = elapsed % self.burst_every
-        start = max(self.burst_every / 2 - self.burst_seconds / 2, 0.0)
-        return self.burst_rate if start <= phase < start + self.burst_seconds else self.base_rate
-
-    @classmethod
-    def steady(cls, rate: float) -> LoadPattern:
-        return cls(base_rate=rate, burst_rate=0.0, burst_seconds=0.0)
 
 
 @dataclass
@@ -56,7 +36,7 @@ class LoadStats:
 
 def run_load(
     sender: ShardedSender,
-    pattern: LoadPattern,
+    pattern: RateSchedule,
     *,
     duration: float,
     symbols: int = 300,
@@ -69,7 +49,7 @@ def run_load(
     """Submit the pattern for ``duration`` seconds (or until ``stop`` is set)."""
     market = SyntheticMarket(symbols=symbols, seed=seed, run_id=run_id)
     stats = LoadStats(started=time.monotonic())
-    carry = 0.0
+    pacer = Pacer(pattern, stats.started)
     next_tick = stats.started
     while True:
         now = time.monotonic()
@@ -77,9 +57,7 @@ def run_load(
         if stats.elapsed >= duration or (stop is not None and stop.is_set()):
             break
         stats.rate_now = pattern.rate_at(stats.elapsed)
-        wanted = stats.rate_now * tick + carry
-        rows = int(wanted)
-        carry = wanted - rows
+        rows = pacer.due(now)
         if rows:
             created = time.time_ns()
             # Exchange times within the last microseconds: the trade "happened" now.

@@ -35,7 +35,7 @@ from ..errors import (
     SenderError,
     UnstoredRowsError,
 )
-from ..load import LoadPattern
+from ..pacing import RateSchedule
 from ..sender import SenderMetrics, ShardedSender
 from ..store.migrations import check_schema, migrate
 from ..store.pg import connect
@@ -284,7 +284,7 @@ class Capture:
         stop = stop or asyncio.Event()
         o = self.options
         if o.source == "synthetic":
-            pattern = LoadPattern(base_rate=o.rate, burst_rate=o.burst_rate)
+            pattern = RateSchedule(rate=o.rate, burst_rate=o.burst_rate)
             sink = self.runtime.sink if self.runtime is not None else SenderSink(self.sender)
 
             def synthetic_tick(run: SyntheticRun) -> None:

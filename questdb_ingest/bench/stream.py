@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import Settings
-from ..load import LoadPattern, RssProbe, VisibilityProbe, run_load
+from ..load import RssProbe, VisibilityProbe, run_load
+from ..pacing import RateSchedule
 from ..sender import ShardedSender
 from .insert import _drop, _wait_ready, fresh_tables
 from .machine import machine_info
@@ -60,7 +61,7 @@ def run_stream_benchmark(
     with ShardedSender(scoped, workers=workers) as snd:
         _wait_ready(snd)
         rss = RssProbe(snd).start()
-        stats = run_load(snd, LoadPattern.steady(rate), duration=seconds, symbols=300)
+        stats = run_load(snd, RateSchedule.steady(rate), duration=seconds, symbols=300)
         snd.flush()
         rss.stop()
     metrics = snd.metrics()

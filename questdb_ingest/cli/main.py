@@ -389,13 +389,14 @@ def load(
     and exit 0."""
     import json
 
-    from ..load import LoadPattern, run_load
+    from ..load import run_load
+    from ..pacing import RateSchedule
     from ..sender import ShardedSender
     from .views.sender import books_line, exchange_table, live_view, worker_table
 
     settings, separate = _demo_settings(ctx, demo_prefix)
     _create_demo_tables(settings, separate)
-    pattern = LoadPattern(base_rate, burst_rate, burst_every, burst_seconds)
+    pattern = RateSchedule(base_rate, burst_rate, burst_every, burst_seconds)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

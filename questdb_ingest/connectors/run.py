@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..errors import SenderError
-from ..load import LoadPattern
+from ..pacing import Pacer, RateSchedule
 from .feed import EventSink, FrameTap, TradeSink
 from .pipeline import Pipeline
 from .registry import Connector
-from .replay.pacing import Pacer
 from .synthetic import SyntheticMarket
 
 Tick = Callable[[Pipeline, float], None]
@@ -94,7 +93,7 @@ class SyntheticRun:
 
 async def run_synthetic(
     sink: TradeSink,
-    pattern: LoadPattern,
+    pattern: RateSchedule,
     *,
     duration: float | None,
     on_tick: Callable[[SyntheticRun], None] | None = None,

@@ -9,7 +9,8 @@ from pathlib import Path
 from questdb_ingest.config import Settings
 from questdb_ingest.connectors import SyntheticMarket
 from questdb_ingest.errors import BackpressureTimeoutError
-from questdb_ingest.load import LoadPattern, run_load
+from questdb_ingest.load import run_load
+from questdb_ingest.pacing import RateSchedule
 from questdb_ingest.sender import ShardedSender
 from questdb_ingest.sender.codec import decode, to_batch
 from questdb_ingest.sender.spool import HEADER_BYTES, MAGIC
@@ -53,7 +54,7 @@ def test_questdb_down_for_20s_mid_stream_loses_nothing(
         wait_ready(sender)
         producer = threading.Thread(
             target=lambda: stats_box.append(
-                run_load(sender, LoadPattern.steady(2000), duration=36, symbols=100, run_id="outage")
+                run_load(sender, RateSchedule.steady(2000), duration=36, symbols=100, run_id="outage")
             )
         )
         producer.start()

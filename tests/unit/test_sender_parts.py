@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from questdb_ingest.histogram import Histogram
-from questdb_ingest.load import LoadPattern
+from questdb_ingest.pacing import RateSchedule
 from questdb_ingest.sender.metrics import Books
 from questdb_ingest.sender.worker import backoff_delay
 
@@ -64,10 +64,10 @@ def test_histograms_from_several_processes_merge_exactly() -> None:
 
 
 def test_load_pattern_has_pumps() -> None:
-    p = LoadPattern(base_rate=1000, burst_rate=5000, burst_every=60, burst_seconds=10)
+    p = RateSchedule(rate=1000, burst_rate=5000, burst_every=60, burst_seconds=10)
     rates = [p.rate_at(t) for t in range(120)]
     assert rates.count(5000) == 20 and rates.count(1000) == 100
-    assert LoadPattern.steady(300).rate_at(31) == 300
+    assert RateSchedule.steady(300).rate_at(31) == 300
 
 
 def test_books_balance_only_when_every_row_is_accounted_for() -> None:

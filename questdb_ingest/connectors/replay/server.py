@@ -30,12 +30,12 @@ from aiohttp import WSMsgType, web
 
 from ...errors import ConfigError
 from ...models import Trade
+from ...pacing import Pacer, RateSchedule
 from ..core import Frame, Instruments, TradeColumns, VenueProtocol, json_body
 from ..registry import connector
 from . import wire
 from .config import KRW_CONNECTORS, ReplayConfig
 from .generator import Batch, TradeGenerator, universe
-from .pacing import Pacer, RateSchedule
 from .session import RecordedFrame, read_session
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""How many trades are due: a base rate with periodic bursts, turned into whole trades per tick.
+"""The one rate schedule and pacer of every generated source (replay server, synthetic feeds, load):
+a base rate with periodic bursts (the seed's pumps), turned into whole trades per tick.
 
 Bursts sit at the end of every ``burst_every`` period so a freshly started server begins calm.
 The fractional remainder carries over, so low rates with 10 ms ticks still average out exactly.
@@ -16,6 +17,8 @@ MAX_CATCH_UP = 0.25
 
 @dataclass(frozen=True)
 class RateSchedule:
+    """Trades/s over time: ``rate``, and ``burst_rate`` for the last ``burst_seconds`` of every ``burst_every``."""
+
     rate: float = 1_000.0
     burst_rate: float = 5_000.0
     burst_every: float = 60.0
@@ -26,6 +29,10 @@ class RateSchedule:
         if self.burst_seconds > 0 and elapsed % self.burst_every >= self.burst_every - self.burst_seconds:
             return self.burst_rate
         return self.rate
+
+    @classmethod
+    def steady(cls, rate: float) -> RateSchedule:
+        return cls(rate=rate, burst_rate=0.0, burst_seconds=0.0)
 
 
 class Schedule(Protocol):
