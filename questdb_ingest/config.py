@@ -159,6 +159,16 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API and Prometheus ``/metrics`` that ``pumpwatch run`` serves."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback unless the operator opens it up (behind a proxy)
+    port: int = 8780  # 0 = any free port (printed at start)
+    max_trades: int = 10_000  # the largest ``limit`` /api/trades/recent accepts
+
+
+@dataclass(frozen=True)
 class StateSettings:
     """Where the system keeps its files (see the module docstring for how the root is chosen)."""
 
@@ -176,6 +186,7 @@ class Settings:
     hybrid: HybridSettings = field(default_factory=HybridSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     state: StateSettings = field(default_factory=StateSettings)
     config_file: str = ""  # the file these settings were read from ("" = none found)
 
@@ -229,6 +240,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "hybrid": HybridSettings,
     "schema": SchemaSettings,
     "log": LogSettings,
+    "api": ApiSettings,
     "state": StateSettings,
 }
 # Files the system writes: relative values live under the state root.
@@ -259,6 +271,15 @@ def _coerce(key: str, raw: Any, target: type[Any] | str) -> Any:
             if not isinstance(raw, str):
                 raise ValueError
             return raw
+        if kind == "bool":  # a TOML boolean, or (environment variables) true/false, yes/no, on/off, 1/0
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower() if isinstance(raw, str | int) else ""
+            if text in ("true", "yes", "on", "1"):
+                return True
+            if text in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
     except ValueError:
         raise ConfigError(key, f"expected {kind}, got {raw!r}") from None
     raise ConfigError(key, f"unsupported type {kind}")
@@ -315,6 +336,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("log.status_interval", f"must be in [0, 86400] seconds, got {s.log.status_interval}")
     if sc.demo_prefix and not _IDENT.match(sc.table_prefix + sc.demo_prefix):
         raise ConfigError("schema.demo_prefix", f"must be a SQL identifier prefix, got {sc.demo_prefix!r}")
+    if not 0 <= s.api.port <= 65535:
+        raise ConfigError("api.port", f"port {s.api.port} outside 0..65535")
+    if not s.api.host.strip():
+        raise ConfigError("api.host", "must be a host name or address, e.g. 127.0.0.1")
+    if not 1 <= s.api.max_trades <= 1_000_000:
+        raise ConfigError("api.max_trades", f"must be in 1..1000000, got {s.api.max_trades}")
 
 
 def _validate_sender(se: SenderSettings) -> None:

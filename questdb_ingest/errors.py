@@ -17,6 +17,7 @@ PumpwatchError
 │   │   └── UnknownEventError     the venue sent an event the connector does not know
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 ├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
+├── ApiRequestError               an HTTP API request parameter is invalid (answered 400)
 └── WriteError                    ILP writes
     ├── FlushError                a flush did not reach a confirmed commit; rows are kept
     │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -161,6 +162,10 @@ class VenueRequestError(ConnectorError):
 
 class QueryError(PumpwatchError):
     """A read from QuestDB over PGWire failed (unreachable, timed out, or the SQL was refused)."""
+
+
+class ApiRequestError(PumpwatchError):
+    """A parameter of an HTTP API request is invalid; the API answers 400 with this message."""
 
 
 class WriteError(PumpwatchError):

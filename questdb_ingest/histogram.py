@@ -86,6 +86,16 @@ class Histogram:
         h.max_ms = float(data["max_ms"])
         return h
 
+    def cumulative(self, bounds_ms: list[float]) -> list[int]:
+        """Recorded values ≤ each bound (ascending bounds): a Prometheus histogram's ``le`` buckets."""
+        out = [0] * len(bounds_ms)
+        for item in self._hdr.get_recorded_iterator():
+            value_ms = item.value_iterated_to / 1000.0  # values are recorded at 3 significant digits
+            for i, bound in enumerate(bounds_ms):
+                if value_ms <= bound:
+                    out[i] += item.count_at_value_iterated_to
+        return out
+
     def summary(self) -> dict[str, float]:
         return {
             "count": self.count,

@@ -1,5 +1,6 @@
-"""The composition root: the running system as one object (``Capture``) the CLI drives."""
+"""The composition root: the running system as one object (``Service``) the CLI, views and API drive."""
 
-from .capture import Capture, CaptureOptions, CaptureOutcome
+from .service import Service, ServiceOptions, ServiceOutcome
+from .snapshot import FeedSnapshot, ServiceSnapshot
 
-__all__ = ["Capture", "CaptureOptions", "CaptureOutcome"]
+__all__ = ["FeedSnapshot", "Service", "ServiceOptions", "ServiceOutcome", "ServiceSnapshot"]

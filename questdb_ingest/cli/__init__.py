@@ -13,8 +13,9 @@ from .main import main
 from .query import query
 from .replay import replay_server
 from .rollout import rollout
+from .top import top
 
-for _group in (bench, compare_group, query, replay_server, rollout):
+for _group in (bench, compare_group, query, replay_server, rollout, top):
     main.add_command(_group)
 
 __all__ = ["main"]

@@ -6,12 +6,14 @@ Every command loads settings once (file, env, flags) so a bad key fails before a
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,14 @@ from rich.text import Text
 
 from .. import __version__
 from ..config import Settings
-from ..errors import PumpwatchError
+from ..errors import DataLossError, PumpwatchError
 from ..resources import questdb_pin
 from ..timefmt import iso_ns
 from .support import (
     COUNT,
     NON_NEGATIVE,
     PORT,
+    PORT_OR_ANY,
     RATE,
     SECONDS,
     WORKERS,
@@ -36,6 +39,8 @@ from .support import (
     cli_settings,
     console,
 )
+from .views.sender import worker_table
+from .views.service import service_view
 
 
 def _settings(ctx: click.Context, **sections: dict[str, Any]) -> Settings:
@@ -387,49 +392,53 @@ def load(
     """Synthetic load (the seed's pattern: a base rate with pumps over 12 feeds) through the
     sharded sender into QuestDB's demo tables, with a live view. SIGINT/SIGTERM stop intake, drain
     and exit 0."""
-    import json
+    import asyncio
 
-    from ..load import run_load
-    from ..pacing import RateSchedule
-    from ..sender import ShardedSender
+    from ..app import Service, ServiceOptions
     from .views.sender import books_line, exchange_table, live_view, worker_table
 
     settings, separate = _demo_settings(ctx, demo_prefix)
     _create_demo_tables(settings, separate)
-    pattern = RateSchedule(base_rate, burst_rate, burst_every, burst_seconds)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    sender = ShardedSender(settings, workers=workers or None, transport=transport).start()
-    last = 0.0
-    with _Display(settings.log.status_interval) as display:
+    options = ServiceOptions(
+        source="synthetic", rate=base_rate, burst_rate=burst_rate, burst_every=burst_every,
+        burst_seconds=burst_seconds, symbols=symbols, workers=workers or None, transport=transport, api=False,
+        operations=False,
+    )  # fmt: skip
+    stop_requested = threading.Event()
+    with _on_signals(stop_requested), Service(settings, options, stop_requested=stop_requested) as service:
+        source: Any = service.source
+        with _Display(settings.log.status_interval) as display:
 
-        def refresh(stats: Any) -> None:
-            nonlocal last
-            if stats.elapsed - last >= 0.25:
-                last = stats.elapsed
-                m = sender.metrics()
+            def refresh(snap: Any) -> None:
                 display.update(
                     lambda: live_view(
-                        m, elapsed=stats.elapsed, duration=duration, rate=stats.rate_now, submitted=stats.submitted
+                        snap.sender, elapsed=snap.uptime_s, duration=duration, rate=source.rate_now,
+                        submitted=snap.received,
                     ),
-                    lambda: _status_line(f"load {stats.elapsed:,.0f}s", stats.rate_now, stats.submitted, m),
-                )
+                    lambda: _status_line(f"load {snap.uptime_s:,.0f}s", source.rate_now, snap.received, snap.sender),
+                )  # fmt: skip
 
-        try:
-            stats = run_load(sender, pattern, duration=duration, symbols=symbols, stop=stop, on_tick=refresh)
-        finally:
-            display.say("draining: flushing every queued row to QuestDB or the spool…")
-            metrics = sender.close()
-    why = "stopped by signal" if stop.is_set() else "done"
-    console.print(f"{why}: submitted {stats.submitted:,} trades in {stats.elapsed:.1f}s")
+            service.on_tick(refresh)
+            try:
+                if not stop_requested.is_set():
+                    asyncio.run(service.run(duration))
+            finally:
+                display.say("draining: flushing every queued row to QuestDB or the spool…")
+                outcome = service.stop()
+        elapsed = service.snapshot().uptime_s
+    metrics = outcome.metrics
+    why = "stopped by signal" if stop_requested.is_set() else "done"
+    console.print(f"{why}: submitted {outcome.received:,} trades in {elapsed:.1f}s")
     console.print(exchange_table(metrics, "per exchange (final)"))
     console.print(worker_table(metrics))
     console.print(books_line(metrics))
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        report = {"submitted": stats.submitted, "elapsed_s": stats.elapsed, "stopped_by_signal": stop.is_set()}
-        Path(json_path).write_text(json.dumps(report | {"metrics": metrics.to_dict()}, indent=2), encoding="utf-8")
+        report = {"submitted": outcome.received, "elapsed_s": elapsed, "stopped_by_signal": stop_requested.is_set()}
+        _write_json(json_path, report | {"metrics": metrics.to_dict()})
+    if outcome.lost:
+        raise DataLossError(
+            f"{outcome.lost:,} trade(s) were generated but not stored: {outcome.describe()}", outcome.lost
+        )
 
 
 # --------------------------------------------------------------------------- connectors
@@ -522,6 +531,10 @@ def _status_line(head: str, rate: float, received: int, m: Any, extra: str = "")
     is_flag=True,
     help="Apply pending schema migrations (never a TTL change). Without it, run refuses an out-of-date schema.",
 )
+@click.option(
+    "--api/--no-api", default=None, help="Serve the HTTP API and /metrics (default: api.enabled, on 127.0.0.1)."
+)
+@click.option("--api-port", type=PORT_OR_ANY, help="API port (default: api.port; 0 = any free port).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write final per-connector stats here.")
 @_demo_option
 @click.pass_context
@@ -539,6 +552,8 @@ def run(
     compare: bool,
     rollout_config: str | None,
     apply_migrations: bool,
+    api: bool | None,
+    api_port: int | None,
     json_path: str | None,
     demo_prefix: str | None,
 ) -> None:  # fmt: skip
@@ -552,16 +567,11 @@ def run(
     automatic rollback. SIGINT/SIGTERM close the sockets, hand every parsed trade to the sender and
     drain it within sender.drain_timeout (a second signal stops at once); exit 0.
     Replayed and synthetic trades go to the demo tables (schema.demo_prefix, ``demo_trades``), which
-    run creates; live trades to the production ones."""
-    import asyncio
-    import json
-
-    from rich.console import Group
-
-    from ..app import Capture, CaptureOptions
-    from ..errors import DataLossError
-    from .views.feeds import RateMeter, feeds_table
-    from .views.sender import books_line, worker_table
+    run creates; live trades to the production ones. The HTTP API (health, status, metrics, trades,
+    listings, gaps, feeds, alerts) and Prometheus /metrics are served on api.host:api.port."""
+    from ..app import Service, ServiceOptions
+    from .support import err_console
+    from .views.service import service_view
 
     if compare and not hybrid_mode:
         raise click.UsageError("--compare needs --hybrid-mode")
@@ -576,62 +586,24 @@ def run(
     else:  # generated data: its own tables, created here (production ones only by db migrate / --migrate)
         settings, separate = _demo_settings(ctx, demo_prefix, connectors={"enabled": names})
         apply_migrations = apply_migrations or separate
+    if api_port is not None:
+        settings = replace(settings, api=replace(settings.api, port=api_port))
     print_paths(settings)
-    options = CaptureOptions(
+    options = ServiceOptions(
         source=source, replay_url=replay_url, replay_symbols=replay_symbols, rate=rate, burst_rate=burst_rate,
         workers=workers or None, hybrid=hybrid_mode, compare=compare, rollout_config=rollout_config,
-        migrate=apply_migrations,
+        migrate=apply_migrations, api=api,
     )  # fmt: skip
-    meter = RateMeter()
     # Until the feeds' event loop takes the signals over, SIGINT/SIGTERM (during start-up) stop it cleanly.
     stop_requested = threading.Event()
-
-    def view(c: Capture, head: str) -> Any:
-        parts: list[Any] = []
-        if c.pipeline is not None:
-            meter.sample(c.pipeline)
-            parts.append(feeds_table(c.pipeline, head, meter.rates))
-        elif c.synthetic is not None:
-            run = c.synthetic
-            parts.append(Text(f"{head}: {run.trades:,} trades, {run.rate_now:,.0f} trades/s now"))
-        assert c.sender is not None
-        parts.append(books_line(c.sender.metrics()))
-        parts += [Text(f"ALARM {alarm}", style="bold red") for alarm in c.alarms()]
-        if c.runtime is not None:
-            from .views.hybrid import hybrid_table
-
-            parts.append(hybrid_table(c.runtime))
-        return Group(*parts)
-
-    def line(c: Capture) -> str:
-        elapsed = time.monotonic() - c.started
-        received = c.received
-        rate = (received - last[1]) / max(elapsed - last[0], 1e-9)  # since the previous line
-        last[0], last[1] = elapsed, received
-        assert c.sender is not None
-        feeds = ""
-        if c.pipeline is not None:
-            up = sum(f.status == "connected" for f in c.pipeline.feeds)
-            feeds = f"feeds {up}/{len(c.pipeline.feeds)} connected"
-        alarms = "; ".join(f"ALARM {a}" for a in c.alarms())
-        extra = "; ".join(x for x in (feeds, alarms) if x)
-        return _status_line(f"{source} {elapsed:,.0f}s", rate, received, c.sender.metrics(), extra)
-
-    last: list[float] = [0.0, 0.0]  # elapsed and received at the previous status line
-    with _on_signals(stop_requested), Capture(settings, options, stop_requested=stop_requested) as capture:
-        with _Display(settings.log.status_interval) as display:
-
-            def refresh(c: Capture) -> None:
-                display.update(lambda: view(c, f"{source} — {time.monotonic() - c.started:,.0f}s"), lambda: line(c))
-
-            try:
-                asyncio.run(capture.run(seconds, on_tick=refresh))
-            finally:
-                display.say("draining: every parsed trade to QuestDB or the spool… (signal again to stop now)")
-                abort = threading.Event()
-                with _on_signals(abort):
-                    outcome = capture.stop(abort=abort)
-        console.print(view(capture, f"{source} (final)"))
+    with _on_signals(stop_requested), Service(settings, options, stop_requested=stop_requested) as service:
+        if service.api is not None:
+            url = service.api.url
+            err_console.print(f"[dim]{'api':>13}:[/] {url}/api/health  (Prometheus: {url}/metrics)", highlight=False)
+        _capture(service, source, seconds)
+        outcome = service.stop()
+        final = service.snapshot()
+        console.print(service_view(final, f"{source} (final)"))
         console.print(worker_table(outcome.metrics))
     console.print(outcome.describe())
     if json_path:
@@ -643,30 +615,13 @@ def run(
             "paths": settings.paths(),
             "sender": outcome.metrics.to_dict(),
         }  # fmt: skip
-        if capture.runtime is not None:
-            report["hybrid"] = _hybrid_report(capture.runtime)
-        if capture.synthetic is not None:
-            report["synthetic"] = {"trades": capture.synthetic.trades, "elapsed_s": capture.synthetic.elapsed}
-        if capture.pipeline is not None:
-            report["feeds"] = {
-                f.name: {
-                    "status": f.status,
-                    "instruments": len(f.instruments),
-                    "connections": len(f.connections),
-                    "messages": f.stats.messages,
-                    "trades": f.stats.trades,
-                    "unsent": f.stats.unsent,
-                    "dead_letters": f.stats.dead_letters,
-                    "venue_errors": f.stats.venue_errors,
-                    "unknown_events": f.stats.unknown_events,
-                    "gaps": f.stats.gaps,
-                    "backfilled": f.stats.backfilled,
-                    "lag_ms": f.stats.lag_ms.summary(),
-                }
-                for f in capture.pipeline.feeds
-            }
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=2, default=str))
+        if service.runtime is not None:
+            report["hybrid"] = _hybrid_report(service.runtime)
+        if source == "synthetic":
+            report["synthetic"] = {"trades": outcome.received, "elapsed_s": final.uptime_s}
+        else:
+            report["feeds"] = {f.name: _feed_report(f) for f in final.feeds}
+        _write_json(json_path, report)
     if outcome.lost:
         cause = f" — intake stopped because {outcome.failure}" if outcome.failure else ""
         raise DataLossError(
@@ -674,6 +629,49 @@ def run(
         )
     if outcome.failure:
         raise PumpwatchError(f"intake stopped early: {outcome.failure}")
+
+
+def _capture(service: Any, label: str, seconds: float | None) -> None:
+    """Run the started service with the live view (or status lines), then drain it (a second
+    signal cuts the drain short)."""
+    import asyncio
+
+    last: list[float] = [0.0, 0.0]  # uptime and received at the previous status line
+
+    def line(snap: Any) -> str:
+        rate = (snap.received - last[1]) / max(snap.uptime_s - last[0], 1e-9)  # since the previous line
+        last[0], last[1] = snap.uptime_s, snap.received
+        feeds = f"feeds {sum(f.connected for f in snap.feeds)}/{len(snap.feeds)} connected" if snap.feeds else ""
+        extra = "; ".join(x for x in (feeds, *(f"ALARM {a}" for a in snap.alarms)) if x)
+        return _status_line(f"{label} {snap.uptime_s:,.0f}s", rate, snap.received, snap.sender, extra)
+
+    with _Display(service.settings.log.status_interval) as display:
+
+        def refresh(snap: Any) -> None:
+            display.update(lambda: service_view(snap, f"{label} — {snap.uptime_s:,.0f}s"), lambda: line(snap))
+
+        service.on_tick(refresh)
+        try:
+            asyncio.run(service.run(seconds))
+        finally:
+            display.say("draining: every parsed trade to QuestDB or the spool… (signal again to stop now)")
+            abort = threading.Event()
+            with _on_signals(abort):
+                service.stop(abort=abort)
+
+
+def _feed_report(f: Any) -> dict[str, Any]:
+    return {
+        "status": f.status, "instruments": f.instruments, "connections": f.connections, "messages": f.messages,
+        "trades": f.trades, "unsent": f.unsent, "dead_letters": f.dead_letters, "venue_errors": f.venue_errors,
+        "unknown_events": f.unknown_events, "gaps": f.gaps, "backfilled": f.backfilled,
+        "lag_ms": {"p50": f.lag_p50_ms, "p99": f.lag_p99_ms},
+    }  # fmt: skip
+
+
+def _write_json(path: str, report: dict[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -731,23 +729,29 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
     """Record raw frames from the venues (one JSONL per connector) for the replay server's --session."""
     import asyncio
 
+    from ..app.snapshot import RateTracker, feed_snapshot
     from ..connectors.pipeline import MemoryEvents, MemorySink
     from ..connectors.registry import select
     from ..connectors.replay.session import SessionWriter
     from ..connectors.run import run_feeds
-    from .views.feeds import RateMeter, feeds_table
+    from .views.feeds import feeds_table
 
     settings = _connector_settings(ctx, names, base_url)
     chosen = select(settings.connectors.enabled)
     writer = SessionWriter(out_dir)
-    meter = RateMeter()
+    rates = RateTracker()
+
+    def snapshots(pipeline: Any) -> list[Any]:
+        per_feed = rates.rates()[1]
+        return [feed_snapshot(f, per_feed.get(f.name, 0.0)) for f in pipeline.feeds]
+
     with _Display(settings.log.status_interval) as display:
 
         def refresh(pipeline: Any, elapsed: float) -> None:
-            meter.sample(pipeline)
+            rates.sample(0, {f.name: f.stats.trades for f in pipeline.feeds})
             frames = sum(f.stats.messages for f in pipeline.feeds)
             display.update(
-                lambda: feeds_table(pipeline, f"recording to {out_dir} — {elapsed:,.0f}/{seconds:,.0f}s", meter.rates),
+                lambda: feeds_table(snapshots(pipeline), f"recording to {out_dir} — {elapsed:,.0f}/{seconds:,.0f}s"),
                 lambda: f"record {elapsed:,.0f}/{seconds:,.0f}s: {frames:,} frames to {out_dir}",
             )
 
@@ -765,7 +769,7 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
             )
         finally:
             writer.close()
-    console.print(feeds_table(pipeline, f"recorded to {out_dir}"))
+    console.print(feeds_table(snapshots(pipeline), f"recorded to {out_dir}"))
 
 
 # --------------------------------------------------------------------------- bench

@@ -27,8 +27,6 @@ from .support import ErrorGroup, cli_settings, parse_duration_ns, parse_time_ns
 if TYPE_CHECKING:
     import psycopg
 
-    from ..models import TradeBatch
-
 
 def _console() -> Console:
     # Pipes and CI logs get a fixed width that fits the widest table (ns timestamps) unwrapped.
@@ -51,27 +49,6 @@ def _connection(ctx: click.Context) -> Iterator[tuple[psycopg.Connection[Any], S
 
 def _emit_json(payload: object) -> None:
     click.echo(json.dumps(payload, indent=2))
-
-
-def _trade_rows(batch: TradeBatch) -> list[dict[str, Any]]:
-    from ..models import NO_SEQUENCE
-
-    return [
-        {
-            "ts_ns": int(batch.ts_ns[i]),
-            "ts": iso_ns(int(batch.ts_ns[i])),
-            "exchange": str(batch.exchange[i]),
-            "market_type": str(batch.market_type[i]),
-            "symbol": str(batch.symbol[i]),
-            "price": float(batch.price[i]),
-            "quantity": float(batch.quantity[i]),
-            "side": str(batch.side[i]),
-            "trade_id": str(batch.trade_id[i]),
-            "sequence_number": None if batch.sequence_number[i] == NO_SEQUENCE else int(batch.sequence_number[i]),
-            "recv_ns": int(batch.recv_ns[i]) or None,
-        }
-        for i in range(len(batch))
-    ]
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -126,7 +103,7 @@ def window_cmd(
     ctx: click.Context, symbol: str, at_iso: str | None, at_ns: int | None, before: str, after: str, as_json: bool
 ) -> None:
     """Trades of SYMBOL (BASE-QUOTE, or a bare base for every quote) around a trigger, per venue."""
-    from ..store.market import listing_window
+    from ..store.market import listing_window, trade_records
 
     if (at_iso is None) == (at_ns is None):
         raise click.UsageError("give exactly one of --at or --at-ns")
@@ -143,7 +120,7 @@ def window_cmd(
                 "start_ns": start,
                 "end_ns": end,
                 "total_trades": sum(len(b) for b in venues.values()),
-                "venues": {venue: {"trades": len(b), "rows": _trade_rows(b)} for venue, b in venues.items()},
+                "venues": {venue: {"trades": len(b), "rows": trade_records(b)} for venue, b in venues.items()},
             }
         )
         return
@@ -181,17 +158,17 @@ def recent_cmd(
     as_json: bool,
 ) -> None:
     """The newest trades, newest first."""
-    from ..store.market import recent_trades
+    from ..store.market import recent_trades, trade_records
 
     with _connection(ctx) as (conn, settings):
         batch = recent_trades(conn, settings, exchange=exchange, market_type=market_type, symbol=symbol, limit=limit)
     if as_json:
-        _emit_json(_trade_rows(batch))
+        _emit_json(trade_records(batch))
         return
     table = Table(title=f"{len(batch)} most recent trade(s)")
     for name in ("time", "exchange", "market", "symbol", "side", "price", "quantity", "trade_id"):
         table.add_column(name, justify="right" if name in ("price", "quantity") else "left", no_wrap=True)
-    for row in _trade_rows(batch):
+    for row in trade_records(batch):
         table.add_row(
             row["ts"],
             row["exchange"],

@@ -31,6 +31,7 @@ COUNT = click.IntRange(min=1)  # rows, trades, symbols, rounds, repeats: at leas
 NON_NEGATIVE_INT = click.IntRange(min=0)
 WORKERS = click.IntRange(0, 256)  # as sender.workers: 0 = one per core
 PORT = click.IntRange(1, 65535)
+PORT_OR_ANY = click.IntRange(0, 65535)  # 0 = any free port
 SECONDS = click.FloatRange(min=0, min_open=True)  # a duration or period: must be > 0
 NON_NEGATIVE = click.FloatRange(min=0)  # a length, pace or rate where 0 means none
 RATE = NON_NEGATIVE  # trades/s; 0 = none

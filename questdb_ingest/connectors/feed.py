@@ -122,6 +122,7 @@ class Feed:
         self.connections: list[Connection] = []
         self.stats = FeedStats()
         self.status = HealthStatus.DISCONNECTED.value
+        self.down_since: float | None = time.monotonic()  # monotonic time it stopped being connected
         self._parse = proto.make_parser(self.instruments)
         self._columns = TradeColumns()
         # (first row in ``_columns``, frame) for each frame that added rows, so a row validation
@@ -464,11 +465,13 @@ class Feed:
         self.stats.last_error = message
         if self.status != HealthStatus.ERROR.value:
             self.status = HealthStatus.ERROR.value
+            self.down_since = self.down_since or time.monotonic()
             self._emit_health(message)
 
     def _update_status(self) -> None:
         up = bool(self.connections) and all(c.connected for c in self.connections)
         status = HealthStatus.CONNECTED.value if up else HealthStatus.DISCONNECTED.value
+        self.down_since = None if up else (self.down_since or time.monotonic())
         if status != self.status:
             self.status = status
             self._emit_health(self.stats.last_error if not up else "")

@@ -15,7 +15,7 @@ books then say they do **not** balance, with the count, so a loss is never repor
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..histogram import Histogram
@@ -100,9 +100,12 @@ class SenderMetrics:
     delay_ms: dict[str, float]  # exchange timestamp → confirmed by QuestDB
     flush_ms: dict[str, float]
     arrival_ms: dict[str, float] = field(default_factory=dict)  # exchange timestamp → taken by a worker
+    # The distributions behind the summaries ("delay", "flush"), for Prometheus histograms; not in to_dict.
+    histograms: dict[str, Histogram] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, histograms={}))
+        del out["histograms"]
         out["books"]["balanced"] = self.books.balanced
         out["books"]["accounted"] = self.books.accounted
         return out
@@ -208,4 +211,5 @@ def build_metrics(sender: ShardedSender) -> SenderMetrics:
         delay_ms=delay_all.summary(),
         flush_ms=flush_all.summary(),
         arrival_ms=arrival_all.summary(),
+        histograms={"delay": delay_all, "flush": flush_all},
     )

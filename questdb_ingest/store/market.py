@@ -32,6 +32,7 @@ from ..connectors.registry import EXCHANGES
 from ..errors import PumpwatchError, QueryError
 from ..hybrid.window import is_base_query, sort_by_time, venue_key
 from ..models import MARKET_TYPES, NO_SEQUENCE, I64Array, ObjArray, TradeBatch
+from ..timefmt import iso_ns
 from . import queries
 
 Conn = psycopg.Connection[Any]
@@ -235,6 +236,26 @@ def _batch(rows: Rows) -> TradeBatch:
         sequence_number=_ints(grid[:, 8], NO_SEQUENCE),
         recv_ns=_ints(grid[:, 9], 0),
     )
+
+
+def trade_records(batch: TradeBatch) -> list[dict[str, Any]]:
+    """Trades as JSON-ready records (``ts`` in the one time format, all nine digits), in batch order."""
+    return [
+        {
+            "ts_ns": int(batch.ts_ns[i]),
+            "ts": iso_ns(int(batch.ts_ns[i])),
+            "exchange": str(batch.exchange[i]),
+            "market_type": str(batch.market_type[i]),
+            "symbol": str(batch.symbol[i]),
+            "price": float(batch.price[i]),
+            "quantity": float(batch.quantity[i]),
+            "side": str(batch.side[i]),
+            "trade_id": str(batch.trade_id[i]),
+            "sequence_number": None if batch.sequence_number[i] == NO_SEQUENCE else int(batch.sequence_number[i]),
+            "recv_ns": int(batch.recv_ns[i]) or None,
+        }
+        for i in range(len(batch))
+    ]
 
 
 def _in_time_order(batch: TradeBatch) -> TradeBatch:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from rich.table import Table
 
+from questdb_ingest.app.snapshot import feed_snapshot
 from questdb_ingest.cli.views.feeds import feeds_table
 from questdb_ingest.config import ConnectorSettings
 from questdb_ingest.connectors.binance import BinanceProtocol
@@ -196,7 +197,7 @@ def test_feed_counts_a_venue_error_shows_it_in_health_and_the_view_and_dead_lett
     (health,) = events.healths
     assert health.status == "error" and "Invalid request" in health.error_message
     assert "venue errors: 1" in health.error_message and feed.stats.last_error == health.error_message
-    assert _cell(feeds_table(SimpleNamespace(feeds=[feed]), "t"), "venue err") == "[red]1[/]"  # type: ignore[arg-type]
+    assert _cell(feeds_table([feed_snapshot(feed, 0.0)], "t"), "venue err") == "[red]1[/]"
     (letter,) = _dead_letters(feed)
     assert letter["text"] == error and "Invalid request" in str(letter["reason"]) and letter["recv_ns"] == 2
 
@@ -208,7 +209,7 @@ def test_feed_counts_unknown_events_apart_and_dead_letters_them(tmp_path: Path) 
         feed.frame(CONN, frame, i)
     assert (feed.stats.unknown_events, feed.stats.venue_errors, feed.stats.dead_letters) == (2, 0, 2)
     assert events.healths == []  # a protocol change is counted, it does not mark the feed as failing
-    assert _cell(feeds_table(SimpleNamespace(feeds=[feed]), "t"), "unknown ev") == "[yellow]2[/]"  # type: ignore[arg-type]
+    assert _cell(feeds_table([feed_snapshot(feed, 0.0)], "t"), "unknown ev") == "[yellow]2[/]"
     assert [(d["text"], d["reason"]) for d in _dead_letters(feed)] == [
         (frames[0], "unknown event 'kline'"),
         (frames[2], "unknown event 'newEvent'"),

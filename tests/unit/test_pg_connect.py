@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from questdb_ingest.app.capture import SchemaWatch
+from questdb_ingest.app.schema import SchemaWatch
 from questdb_ingest.cli import main
 from questdb_ingest.connectors.replay_process import free_port
 from questdb_ingest.errors import QuestDBAuthError

@@ -3,43 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from rich.table import Table
 
-from ...connectors.pipeline import Pipeline
-from ...histogram import Histogram
+from ...app.snapshot import FeedSnapshot
+
+_COLOURS = {"connected": "green", "disconnected": "yellow", "error": "red", "halted": "red"}
 
 
-class RateMeter:
-    """Trades/s per feed from successive samples."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, int]] = {}
-        self.rates: dict[str, float] = {}
-
-    def sample(self, pipeline: Pipeline) -> None:
-        now = time.monotonic()
-        for feed in pipeline.feeds:
-            t0, n0 = self._last.get(feed.name, (now, feed.stats.trades))
-            if now - t0 >= 1.0:
-                self.rates[feed.name] = (feed.stats.trades - n0) / (now - t0)
-                self._last[feed.name] = (now, feed.stats.trades)
-            else:
-                self._last.setdefault(feed.name, (t0, n0))
-
-
-def _lag(h: Histogram) -> tuple[str, str]:
+def _lag(f: FeedSnapshot) -> tuple[str, str]:
     """Exchange timestamp → handed to the sender, p50 and p99 (since the start)."""
-    if not h.count:
+    if not f.trades:
         return "-", "-"
-    return _ms(h.quantile(0.5)), _ms(h.quantile(0.99))
+    return _ms(f.lag_p50_ms), _ms(f.lag_p99_ms)
 
 
 def _ms(value: float) -> str:
     return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
 
 
-def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None = None) -> Table:
+def feeds_table(feeds: Sequence[FeedSnapshot], title: str) -> Table:
     table = Table(title=title)
     columns: tuple[str, ...] = ("connector", "status", "conns", "symbols", "frames", "trades", "trades/s")
     columns += ("lag p50", "lag p99", "unsent", "dead", "venue err", "unknown ev", "gaps", "backfilled")
@@ -47,21 +31,18 @@ def feeds_table(pipeline: Pipeline, title: str, rates: dict[str, float] | None =
         table.add_column(col, justify="left" if col in ("connector", "status") else "right")
     table.add_column("last error", overflow="fold", max_width=48)
     now = time.time_ns()
-    for feed in pipeline.feeds:
-        s = feed.stats
-        up = sum(c.connected for c in feed.connections)
+    for s in feeds:
         age = f" ({(now - s.last_trade_ns) / 1e9:.0f}s ago)" if s.last_trade_ns else ""
-        colour = {"connected": "green", "disconnected": "yellow", "error": "red"}.get(feed.status, "white")
-        status = "halted" if feed.halted is not None else feed.status
+        colour = _COLOURS.get(s.status, "white")
         table.add_row(
-            feed.name,
-            f"[{'red' if feed.halted is not None else colour}]{status}[/]",
-            f"{up}/{len(feed.connections)}",
-            f"{len(feed.instruments):,}",
+            s.name,
+            f"[{colour}]{s.status}[/]",
+            f"{s.connections_up}/{s.connections}",
+            f"{s.instruments:,}",
             f"{s.messages:,}",
             f"{s.trades:,}{age}" if s.trades else "0",
-            f"{(rates or {}).get(feed.name, 0.0):,.0f}",
-            *_lag(s.lag_ms),
+            f"{s.trades_per_s:,.0f}",
+            *_lag(s),
             f"[bold red]{s.unsent:,}[/]" if s.unsent else "0",
             f"{s.dead_letters:,}",
             f"[red]{s.venue_errors:,}[/]" if s.venue_errors else "0",

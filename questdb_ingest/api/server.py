@@ -1,0 +1,296 @@
+"""The HTTP API of a running service (aiohttp), JSON, on ``api.host``:``api.port`` (127.0.0.1).
+
+It runs on an event loop of its own in its own thread: the state endpoints answer from the
+service's newest snapshot (taken on the feeds' loop each tick) and the data endpoints query
+QuestDB over PGWire in a small thread pool, so no request ever waits on, or blocks, the loop the
+feeds run on. Endpoints (see the README for examples):
+
+    GET /api/health               200 healthy / 503 with the reasons (a container or k8s probe)
+    GET /api/system/status        version, uptime, rollout phase, QuestDB version and disk, spool, workers
+    GET /api/metrics              the dashboard figures: trades/s per feed, QuestDB health, disk, ring hits, …
+    GET /api/feeds                per-feed state, last trade, reconnects, dead letters
+    GET /api/trades/recent        ?symbol=&exchange=&market_type=&limit=  newest trades from QuestDB
+    GET /api/listings             ?limit=  recent listing_events with their windows' per-venue counts
+    GET /api/listings/{id}/window the ±window trades of one listing, per venue
+    GET /api/gaps                 ?since=1h  connector gaps
+    GET /api/alerts               ?limit=  recent alerts
+    GET /api/snapshot             the whole ServiceSnapshot (what ``pumpwatch top`` renders)
+    GET /metrics                  Prometheus text format
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..app.snapshot import ServiceSnapshot
+from ..config import Settings
+from ..errors import ApiRequestError, PumpwatchError
+from ..store.market import QueryArgumentError
+from ..timefmt import iso, parse_time_ns
+from . import queries
+from .prometheus import exposition, registry_for
+
+log = logging.getLogger(__name__)
+
+STALE_S = 10.0  # a running service whose snapshot is older than this is reported unhealthy (loop stalled)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ServiceView(Protocol):
+    """What the API needs of the service: its newest snapshot, its settings, its recent alerts."""
+
+    settings: Settings
+
+    def latest(self) -> ServiceSnapshot: ...
+
+    def recent_alerts(self, limit: int) -> list[dict[str, Any]]: ...
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, default=str, separators=(",", ":")), status=status, content_type="application/json"
+    )
+
+
+class ApiServer:
+    """``ApiServer(service, settings).start()`` … ``.stop()``; ``url`` is where it listens."""
+
+    def __init__(self, service: ServiceView, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.host = settings.api.host
+        self.port = settings.api.port
+        self.requests = 0
+        self._registry = registry_for(self._fresh)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-query")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> ApiServer:
+        self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise PumpwatchError(f"the API cannot listen on {self.url}: {self._error}") from self._error
+        log.info("API on %s (health: %s/api/health, Prometheus: %s/metrics)", self.url, self.url, self.url)
+        return self
+
+    def _serve(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # bind failure: reported by start()
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stopped = asyncio.Event()
+        app = self.application()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server  # the bound socket tells the port when 0 (any free port) was asked for
+        if server is not None and getattr(server, "sockets", None):
+            self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        self._ready.set()
+        try:
+            await self._stopped.wait()
+        finally:
+            await runner.cleanup()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the application --------------------------------------------------------------------
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors])
+        app.router.add_get("/api/health", self.health)
+        app.router.add_get("/api/system/status", self.system_status)
+        app.router.add_get("/api/metrics", self.dashboard)
+        app.router.add_get("/api/feeds", self.feeds)
+        app.router.add_get("/api/trades/recent", self.recent_trades)
+        app.router.add_get("/api/listings", self.listings)
+        app.router.add_get("/api/listings/{id}/window", self.listing_window)
+        app.router.add_get("/api/gaps", self.gaps)
+        app.router.add_get("/api/alerts", self.alerts)
+        app.router.add_get("/api/snapshot", self.snapshot)
+        app.router.add_get("/api", self.index)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests += 1
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except (ApiRequestError, QueryArgumentError) as exc:
+            return _json({"error": str(exc)}, 400)
+        except PumpwatchError as exc:  # QuestDB down or refusing: the data endpoints cannot answer
+            return _json({"error": str(exc)}, 503)
+
+    def _fresh(self) -> ServiceSnapshot:
+        return self.service.latest()
+
+    async def _query(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(settings, *args)`` in the query pool: PGWire never runs on an event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, self.service.settings, *args)
+
+    # -- state endpoints (the snapshot) -------------------------------------------------------
+    async def index(self, request: web.Request) -> web.Response:
+        routes = sorted({r.resource.canonical for r in request.app.router.routes() if r.resource is not None})
+        return _json({"endpoints": routes})
+
+    async def health(self, request: web.Request) -> web.Response:
+        s = self._fresh()
+        problems = s.health_problems()
+        age = (time.time_ns() - s.taken_ns) / 1e9
+        if s.state == "running" and age > STALE_S:
+            problems.append(f"the service has not updated its state for {age:,.0f}s (event loop stalled?)")
+        body = {"status": "ok" if not problems else "unhealthy", "problems": problems, "state": s.state,
+                "feeds": {f.name: f.status for f in s.feeds}, "questdb_writes_confirmed": s.questdb.writes_confirmed,
+                "checked": iso(time.time_ns())}  # fmt: skip
+        return _json(body, 200 if not problems else 503)
+
+    async def system_status(self, request: web.Request) -> web.Response:
+        s = self._fresh()
+        m = s.sender
+        body: dict[str, Any] = {
+            "version": s.version, "state": s.state, "source": s.source, "started": s.started, "uptime_s": s.uptime_s,
+            "api": s.api_url,
+            "rollout": None if s.hybrid is None else {
+                "phase": s.hybrid.rollout_phase, "name": s.hybrid.rollout_phase_name,
+                "questdb_percentage": s.hybrid.questdb_percentage, "compare": s.hybrid.compare,
+            },
+            "questdb": _struct(s.questdb),
+            "schema": _struct(s.schema),
+            "spool": None if m is None else {"bytes": m.spool_bytes, "rows": m.books.spooled_now,
+                                            "dir": self.service.settings.sender.spool_dir},
+            "workers": [] if m is None else [
+                {"shard": w.shard, "pid": w.pid, "state": w.state, "alive": w.alive, "restarts": w.restarts,
+                 "queue_rows": w.queue_rows, "confirmed": w.confirmed, "spooled": w.spooled, "alarm": w.alarm}
+                for w in m.per_worker
+            ],
+            "books": None if m is None else m.to_dict()["books"],
+            "alarms": s.alarms,
+            "paths": self.service.settings.paths(),
+        }  # fmt: skip
+        return _json(body)
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        """The seed's ``DashboardMetrics``."""
+        s = self._fresh()
+        h = s.hybrid
+        body = {
+            "timestamp": iso(s.taken_ns),
+            "trades_per_second": s.trades_per_s,
+            "trades_per_second_by_feed": {f.name: f.trades_per_s for f in s.feeds},
+            "received": s.received,
+            "confirmed": None if s.sender is None else s.sender.books.confirmed + s.sender.books.replayed,
+            "questdb": {"reachable": s.questdb.reachable, "writes_confirmed": s.questdb.writes_confirmed,
+                        "version": s.questdb.version, "error": s.questdb.error},
+            "disk": {"used_ratio": s.questdb.disk_used_ratio, "used_bytes": s.questdb.disk_used_bytes,
+                     "total_bytes": s.questdb.disk_total_bytes},
+            "ring_buffer_hit_rate": None if h is None else h.ring_hit_rate,
+            "active_connections": sum(f.connections_up for f in s.feeds),
+            "feeds_connected": sum(f.connected for f in s.feeds),
+            "feeds": len(s.feeds),
+            "last_listing": None if h is None or h.last_listing is None else _struct(h.last_listing),
+            "healthy": s.healthy,
+        }  # fmt: skip
+        return _json(body)
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        return _json(self._fresh().to_dict())
+
+    async def feeds(self, request: web.Request) -> web.Response:
+        return _json([_struct(f) for f in self._fresh().feeds])
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        limit = _int(request, "limit", 100, 1, 10_000)
+        return _json(self.service.recent_alerts(limit))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body, content_type = exposition(self._registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = content_type
+        return resp
+
+    # -- data endpoints (QuestDB) -------------------------------------------------------------
+    async def recent_trades(self, request: web.Request) -> web.Response:
+        q = request.query
+        limit = _int(request, "limit", 100, 1, self.settings.api.max_trades)
+        rows = await self._query(
+            queries.recent_trades, q.get("symbol") or None, q.get("exchange") or None, q.get("market_type") or None,
+            limit,
+        )  # fmt: skip
+        return _json(rows)
+
+    async def listings(self, request: web.Request) -> web.Response:
+        limit = _int(request, "limit", 20, 1, 500)
+        return _json(await self._query(queries.listings, limit))
+
+    async def listing_window(self, request: web.Request) -> web.Response:
+        listing_id = request.match_info["id"]
+        found = await self._query(queries.listing_window, listing_id)
+        if found is None:
+            return _json({"error": f"no listing {listing_id!r} in listing_events"}, 404)
+        return _json(found)
+
+    async def gaps(self, request: web.Request) -> web.Response:
+        since = request.query.get("since", "24h")
+        try:
+            since_ns = parse_time_ns(since, "since")
+        except PumpwatchError as exc:
+            raise ApiRequestError(str(exc)) from None
+        limit = _int(request, "limit", 1000, 1, 100_000)
+        return _json(await self._query(queries.gaps, since_ns, limit))
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiRequestError(f"{name}: expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiRequestError(f"{name}: must be in {low}..{high}, got {value}")
+    return value
+
+
+def _struct(obj: Any) -> Any:
+    import msgspec
+
+    return msgspec.to_builtins(obj)
+
+
+__all__ = ["ApiServer", "ServiceView"]
