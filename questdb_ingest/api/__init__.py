@@ -1,5 +1,7 @@
-"""The HTTP API and Prometheus exposition a running service serves (``ApiServer``)."""
+"""The HTTP API and Prometheus exposition of a running service, served by a child process
+(``ApiServer``) from the snapshots the service publishes."""
 
-from .server import ApiServer, ServiceView
+from .process import ApiServer
+from .server import ApiApp, ServiceView
 
-__all__ = ["ApiServer", "ServiceView"]
+__all__ = ["ApiApp", "ApiServer", "ServiceView"]

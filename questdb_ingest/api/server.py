@@ -1,9 +1,10 @@
 """The HTTP API of a running service (aiohttp), JSON, on ``api.host``:``api.port`` (127.0.0.1).
 
-It runs on an event loop of its own in its own thread: the state endpoints answer from the
-service's newest snapshot (taken on the feeds' loop each tick) and the data endpoints query
-QuestDB over PGWire in a small thread pool, so no request ever waits on, or blocks, the loop the
-feeds run on. Endpoints (see the README for examples):
+It runs in a process of its own (``ApiServer`` starts it): the service publishes its snapshot
+each tick into shared memory (``channel``, never blocking) and the API answers the state
+endpoints from the newest one; the data endpoints query QuestDB over PGWire in a small thread
+pool there. A burst of requests therefore costs the feeds' process nothing but the per-tick
+publish, and a hung or crashed API cannot stall capture. Endpoints (see the README):
 
     GET /api/health               200 healthy / 503 with the reasons (a container or k8s probe)
     GET /api/system/status        version, uptime, rollout phase, QuestDB version and disk, spool, workers
@@ -24,7 +25,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -61,70 +61,15 @@ def _json(body: Any, status: int = 200) -> web.Response:
     )
 
 
-class ApiServer:
-    """``ApiServer(service, settings).start()`` … ``.stop()``; ``url`` is where it listens."""
+class ApiApp:
+    """The routes, over a ``ServiceView`` (in the API process: the shared snapshot)."""
 
     def __init__(self, service: ServiceView, settings: Settings) -> None:
         self.service = service
         self.settings = settings
-        self.host = settings.api.host
-        self.port = settings.api.port
         self.requests = 0
         self._registry = registry_for(self._fresh)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-query")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stopped: asyncio.Event | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> ApiServer:
-        self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise PumpwatchError(f"the API cannot listen on {self.url}: {self._error}") from self._error
-        log.info("API on %s (health: %s/api/health, Prometheus: %s/metrics)", self.url, self.url, self.url)
-        return self
-
-    def _serve(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:  # bind failure: reported by start()
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.close()
-
-    async def _main(self) -> None:
-        self._stopped = asyncio.Event()
-        app = self.application()
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server  # the bound socket tells the port when 0 (any free port) was asked for
-        if server is not None and getattr(server, "sockets", None):
-            self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-        self._ready.set()
-        try:
-            await self._stopped.wait()
-        finally:
-            await runner.cleanup()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the application --------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -161,7 +106,7 @@ class ApiServer:
     async def _query(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(settings, *args)`` in the query pool: PGWire never runs on an event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, self.service.settings, *args)
+        return await loop.run_in_executor(self._pool, fn, self.settings, *args)
 
     # -- state endpoints (the snapshot) -------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
@@ -192,7 +137,7 @@ class ApiServer:
             "questdb": _struct(s.questdb),
             "schema": _struct(s.schema),
             "spool": None if m is None else {"bytes": m.spool_bytes, "rows": m.books.spooled_now,
-                                            "dir": self.service.settings.sender.spool_dir},
+                                            "dir": self.settings.sender.spool_dir},
             "workers": [] if m is None else [
                 {"shard": w.shard, "pid": w.pid, "state": w.state, "alive": w.alive, "restarts": w.restarts,
                  "queue_rows": w.queue_rows, "confirmed": w.confirmed, "spooled": w.spooled, "alarm": w.alarm}
@@ -200,7 +145,7 @@ class ApiServer:
             ],
             "books": None if m is None else m.to_dict()["books"],
             "alarms": s.alarms,
-            "paths": self.service.settings.paths(),
+            "paths": self.settings.paths(),
         }  # fmt: skip
         return _json(body)
 
@@ -291,6 +236,3 @@ def _struct(obj: Any) -> Any:
     import msgspec
 
     return msgspec.to_builtins(obj)
-
-
-__all__ = ["ApiServer", "ServiceView"]

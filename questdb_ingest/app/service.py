@@ -139,6 +139,7 @@ class Service:
         self.alerts: AlertSink = alerts if alerts is not None else ListSink()
         self.probe = QuestDBProbe(settings)
         self.api: Any = None  # ApiServer, when serving
+        self.replay_pid: int | None = None  # the replay server this service started
         self.operations: list[Any] = []  # retention manager, backup scheduler: start()/stop()
         self.started = 0.0
         self.started_ns = 0
@@ -166,6 +167,7 @@ class Service:
                     ReplayProcess([*args, *(["--connectors", enabled] if enabled != "all" else [])])
                 )
                 self.settings = _with_base_url(self.settings, server.base_url)
+                self.replay_pid = server.proc.pid if server.proc is not None else None
             elif o.replay_url:
                 self.settings = _with_base_url(self.settings, o.replay_url)
             self.connectors = select(self.settings.connectors.enabled)
@@ -198,14 +200,19 @@ class Service:
             if self.options.api if self.options.api is not None else self.settings.api.enabled:
                 from ..api import ApiServer
 
-                self.api = ApiServer(self, self.settings).start()
+                self.api = ApiServer(self.settings).start()
         except BaseException:
             self._abandon()
             raise
         self.started = time.monotonic()
         self.started_ns = time.time_ns()
         self._latest = self.snapshot()
+        self._publish(self._latest)
         return self
+
+    def _publish(self, snap: ServiceSnapshot) -> None:
+        if self.api is not None:
+            self.api.publish(snap, self.recent_alerts(200))
 
     def _start_operations(self) -> None:
         """The maintenance jobs the settings enable (each owns its thread; stopped in ``stop``)."""
@@ -283,6 +290,7 @@ class Service:
                 self.runtime.pipeline = source.pipeline
             self._rates.sample(source.received, {f.name: f.stats.trades for f in source.feeds})
             snap = self._latest = self.snapshot()
+            self._publish(snap)
             for hook in self._tick_hooks:
                 hook(snap)
             if on_tick is not None:
@@ -299,6 +307,7 @@ class Service:
         finally:
             self.state = "draining"
             self._latest = self.snapshot()
+            self._publish(self._latest)
 
     @property
     def failure(self) -> SenderError | None:
@@ -414,6 +423,7 @@ class Service:
             if self.runtime is not None:
                 self.runtime.close()
             self._stop_services()
+            self._stack.close()  # the replay server this service started
         failure = self.failure
         self._outcome = ServiceOutcome(
             received=self.received,

@@ -345,3 +345,32 @@ def bench_hybrid(
     _write_report(json_path, result.to_json())
     if not result.passed:
         sys.exit(1)
+
+
+@bench.command("api")
+@click.option("--rate", type=POSITIVE_RATE, default=5000.0, show_default=True, help="Replay trades/s (steady).")
+@click.option("--phase-seconds", type=SECONDS, default=10.0, show_default=True, help="Length of each phase.")
+@click.option("--rounds", type=COUNT, default=3, show_default=True, help="Quiet/loaded pairs (order alternates).")
+@click.option("--concurrency", type=COUNT, default=8, show_default=True, help="API clients during a burst.")
+@click.option("--symbols", type=COUNT, default=10, show_default=True, help="Symbols per venue on the replay server.")
+@click.option(
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/api.json")
+@click.pass_context
+def bench_api(
+    ctx: click.Context, rate: float, phase_seconds: float, rounds: int, concurrency: int, symbols: int, workers: int,
+    json_path: str,
+) -> None:  # fmt: skip
+    """The HTTP API under a burst of requests: the feeds' trades/s and tick lateness with and without,
+    and latency per endpoint; exit 1 when trades/s under load falls below 95 % of without."""
+    from ..bench.api import bench_api as run_bench
+
+    settings = cli_settings(ctx)
+    result = run_bench(
+        settings, rate=rate, phase_s=phase_seconds, rounds=rounds, concurrency=concurrency,
+        workers=_bench_workers(workers, settings), symbols=symbols, console=console,
+    )  # fmt: skip
+    _write_report(json_path, result.to_json())
+    if not result.met:
+        sys.exit(1)

@@ -1,0 +1,101 @@
+"""The snapshot channel between the service and its API process, and the API process's lifetime."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from questdb_ingest.api.channel import SnapshotChannel, SnapshotTooLargeError, decode, encode
+from questdb_ingest.app.snapshot import QuestDBSnapshot, SchemaSnapshot, ServiceSnapshot
+from questdb_ingest.histogram import Histogram
+from questdb_ingest.sender.metrics import Books, SenderMetrics
+
+
+def _snapshot(received: int) -> ServiceSnapshot:
+    delay = Histogram()
+    delay.add_many(np.array([1.0, 2.0, 300.0]))
+    sender = SenderMetrics(
+        1.0, 1, "http", Books(received, 0, received, 0, 0, 0, 0), 0, 0, 0.0, {}, [], {}, {},
+        histograms={"delay": delay, "flush": Histogram()},
+    )  # fmt: skip
+    q = QuestDBSnapshot("127.0.0.1", 9000, 8812, True, "9.3.4", None, "/d", 10, 5, 0.5, True, "")
+    return ServiceSnapshot(
+        version="x", taken_ns=1, state="running", source="synthetic", started=None, uptime_s=1.0, received=received,
+        trades_per_s=1.0, unsent=0, feeds=[], schema=SchemaSnapshot("ok", ""), questdb=q, hybrid=None, alarms=[],
+        api_url="", failure="", sender=sender,
+    )  # fmt: skip
+
+
+def test_the_reader_gets_the_newest_snapshot_with_its_histograms() -> None:
+    channel = SnapshotChannel.create(size=1 << 20)
+    reader = SnapshotChannel.attach(channel.name)
+    try:
+        assert reader.read() is None
+        for n in (10, 20):
+            channel.publish(encode(_snapshot(n), [{"kind": "k", "n": n}]))
+        payload = reader.read()
+        assert payload is not None
+        snap, alerts = decode(payload)
+        assert snap.received == 20 and alerts == [{"kind": "k", "n": 20}]
+        assert snap.sender is not None and snap.sender.histograms["delay"].count == 3
+        assert snap.sender.histograms["delay"].max_ms == 300.0
+    finally:
+        reader.close()
+        channel.close()
+
+
+def test_a_snapshot_too_large_is_refused_and_the_previous_one_stays() -> None:
+    channel = SnapshotChannel.create(size=4096)
+    try:
+        channel.publish(b"small")
+        with pytest.raises(SnapshotTooLargeError):
+            channel.publish(b"x" * 5000)
+        assert channel.read() == b"small"
+    finally:
+        channel.close()
+
+
+def test_the_api_process_exits_when_the_service_process_dies() -> None:
+    """SIGKILL the service: its API child notices its parent is gone, exits, frees the port."""
+    code = textwrap.dedent(
+        """
+        import dataclasses, sys, time
+        from questdb_ingest.api import ApiServer
+        from questdb_ingest.config import load_settings
+        s = load_settings(env={})
+        s = dataclasses.replace(s, api=dataclasses.replace(s.api, port=0))
+        api = ApiServer(s).start()
+        print(api.pid, api.port, flush=True)
+        time.sleep(120)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        pid, port = (int(x) for x in proc.stdout.readline().split())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=10) as resp:  # it serves
+            assert resp.status == 200
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid)
+    finally:
+        proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
