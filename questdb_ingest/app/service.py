@@ -77,6 +77,8 @@ class ServiceOptions:
     migrate: bool = False  # apply pending migrations (never a TTL decrease) instead of refusing to run
     api: bool | None = None  # serve the HTTP API (None: api.enabled)
     operations: bool = True  # retention manager and backup scheduler (as configured)
+    list_coin: str = ""  # replay: list this new coin on every venue (Upbit KRW last) ...
+    list_after: float = 10.0  # ... this many seconds after the feeds start
 
     @property
     def schedule(self) -> RateSchedule:
@@ -296,6 +298,7 @@ class Service:
             if on_tick is not None:
                 on_tick(self)
 
+        injector = asyncio.create_task(self._list_coin()) if self.options.list_coin else None
         try:
             if self.runtime is not None:
                 from ..hybrid.runtime import running
@@ -305,9 +308,34 @@ class Service:
             else:
                 await source.run(duration, stop, tick)
         finally:
+            if injector is not None:
+                injector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await injector
             self.state = "draining"
             self._latest = self.snapshot()
             self._publish(self._latest)
+
+    async def _list_coin(self) -> None:
+        """A new listing on the replay server, as a real one unfolds: the coin appears on every other
+        venue first (their symbol refresh subscribes it), then on Upbit's KRW market list — which the
+        listing detector turns into a ±window collection."""
+        from ..connectors.replay.control import ReplayControl
+
+        base = self.options.list_coin.upper()
+        await asyncio.sleep(self.options.list_after)
+        async with ReplayControl(self.settings.connectors.base_url) as ctl:
+            for conn in self.connectors:
+                if conn.name != "upbit_spot":
+                    await ctl.list_instrument(conn.name, base, "KRW" if conn.name == "bithumb_spot" else "USDT")
+            log.warning("replay: %s listed on %d venue(s); Upbit KRW next", base, len(self.connectors) - 1)
+            source = self.source
+            # Subscribed now rather than at the next periodic refresh (connectors.refresh_interval).
+            await asyncio.gather(*(f.refresh() for f in (source.feeds if source is not None else ())))
+            await asyncio.sleep(1.0)
+            if any(c.name == "upbit_spot" for c in self.connectors):
+                await ctl.list_instrument("upbit_spot", base, "KRW")
+                log.warning("replay: %s-KRW listed on Upbit", base)
 
     @property
     def failure(self) -> SenderError | None:

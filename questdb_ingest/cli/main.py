@@ -26,7 +26,7 @@ from .. import __version__
 from ..config import Settings
 from ..errors import DataLossError, PumpwatchError
 from ..resources import questdb_pin
-from ..timefmt import iso_ns
+from ..timefmt import iso, iso_ns
 from .support import (
     COUNT,
     NON_NEGATIVE,
@@ -535,6 +535,12 @@ def _status_line(head: str, rate: float, received: int, m: Any, extra: str = "")
     "--api/--no-api", default=None, help="Serve the HTTP API and /metrics (default: api.enabled, on 127.0.0.1)."
 )
 @click.option("--api-port", type=PORT_OR_ANY, help="API port (default: api.port; 0 = any free port).")
+@click.option(
+    "--list-coin", metavar="BASE", help="Replay: list this new coin on every venue (Upbit KRW last) during the run."
+)
+@click.option(
+    "--list-after", type=SECONDS, default=10.0, show_default=True, help="Seconds after the start for --list-coin."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write final per-connector stats here.")
 @_demo_option
 @click.pass_context
@@ -554,6 +560,8 @@ def run(
     apply_migrations: bool,
     api: bool | None,
     api_port: int | None,
+    list_coin: str | None,
+    list_after: float,
     json_path: str | None,
     demo_prefix: str | None,
 ) -> None:  # fmt: skip
@@ -579,6 +587,8 @@ def run(
         raise click.UsageError("--rollout-config needs --hybrid-mode")
     if replay_url:
         source = "replay"
+    if list_coin and source != "replay":
+        raise click.UsageError("--list-coin needs --source replay (it lists the coin on the replay server)")
     if source == "live":
         if demo_prefix is not None:
             raise click.UsageError("--demo-prefix is for --source replay|synthetic")
@@ -592,7 +602,7 @@ def run(
     options = ServiceOptions(
         source=source, replay_url=replay_url, replay_symbols=replay_symbols, rate=rate, burst_rate=burst_rate,
         workers=workers or None, hybrid=hybrid_mode, compare=compare, rollout_config=rollout_config,
-        migrate=apply_migrations, api=api,
+        migrate=apply_migrations, api=api, list_coin=list_coin or "", list_after=list_after,
     )  # fmt: skip
     # Until the feeds' event loop takes the signals over, SIGINT/SIGTERM (during start-up) stop it cleanly.
     stop_requested = threading.Event()
@@ -605,6 +615,9 @@ def run(
         final = service.snapshot()
         console.print(service_view(final, f"{source} (final)"))
         console.print(worker_table(outcome.metrics))
+        _print_landed(service)
+        if service.runtime is not None:
+            _print_listings(service.runtime)
     console.print(outcome.describe())
     if json_path:
         report: dict[str, Any] = {
@@ -658,6 +671,47 @@ def _capture(service: Any, label: str, seconds: float | None) -> None:
             abort = threading.Event()
             with _on_signals(abort):
                 service.stop(abort=abort)
+
+
+def _print_landed(service: Any) -> None:
+    """What QuestDB holds of this run, per venue (read back over SQL once the WAL is applied)."""
+    import psycopg
+
+    from ..store.pg import connect
+    from ..store.queries import trade_counts_by_exchange, wait_visible
+
+    table_name = service.settings.table("trades")
+    try:
+        with connect(service.settings, connect_timeout=3) as conn:
+            wait_visible(conn, table_name, timeout=30)
+            rows = trade_counts_by_exchange(conn, table_name, since_ns=service.started_ns - 60 * 10**9)
+    except (PumpwatchError, OSError, TimeoutError, psycopg.Error) as exc:
+        console.print(f"[yellow]could not read back what landed: {exc}[/]")
+        return
+    table = Table(title=f"landed in QuestDB ({table_name}) during this run, per venue")
+    for col in ("exchange", "market", "trades", "first", "last"):
+        table.add_column(col, justify="right" if col == "trades" else "left")
+    for r in rows:
+        table.add_row(r.exchange, r.market_type, f"{r.trades:,}", iso_ns(r.first_ts_ns), iso_ns(r.last_ts_ns))
+    table.add_row("all", "", f"{sum(r.trades for r in rows):,}", "", "", style="bold")
+    console.print(table)
+
+
+def _print_listings(runtime: Any) -> None:
+    """Every listing the detector collected in this run: its ±window trades per venue and export."""
+    history = runtime.detector.history if runtime.detector is not None else []
+    if not history:
+        console.print("no listing detected in this run")
+        return
+    h = runtime.settings.hybrid
+    table = Table(title=f"listings: trades in the window (trigger -{h.window_before:g} s .. +{h.window_after:g} s)")
+    for col in ("listing", "trigger", "status", "read from", "per venue", "export"):
+        table.add_column(col, overflow="fold")
+    for c in history:
+        counts = ", ".join(f"{v} {n:,}" for v, n in sorted(c.counts.items())) or "no trades"
+        export = str(c.export.directory) if c.export is not None else "-"
+        table.add_row(c.trigger.market, iso(c.trigger.trigger_ns), c.status, c.source, counts, export)
+    console.print(table)
 
 
 def _feed_report(f: Any) -> dict[str, Any]:

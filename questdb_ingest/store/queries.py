@@ -46,13 +46,18 @@ class ExchangeCount:
     last_ts_ns: int
 
 
-def trade_counts_by_exchange(conn: Conn, table: str, trade_id_prefix: str = "") -> list[ExchangeCount]:
-    """Per (exchange, market_type): count, summed quantity and time span, optionally for one run."""
+def trade_counts_by_exchange(
+    conn: Conn, table: str, trade_id_prefix: str = "", since_ns: int | None = None
+) -> list[ExchangeCount]:
+    """Per (exchange, market_type): count, summed quantity and time span, optionally for one run
+    (its trade-id prefix) or since a time."""
+    since = sql.SQL(" AND ts >= %s::timestamp_ns") if since_ns is not None else sql.SQL("")
     query = sql.SQL(
         "SELECT exchange, market_type, count(), sum(quantity), min(ts)::long, max(ts)::long FROM {} "
-        "WHERE trade_id LIKE %s ORDER BY exchange, market_type"
-    ).format(sql.Identifier(table))
-    rows = conn.execute(query, (f"{trade_id_prefix}%",)).fetchall()
+        "WHERE trade_id LIKE %s{} ORDER BY exchange, market_type"
+    ).format(sql.Identifier(table), since)
+    params: list[object] = [f"{trade_id_prefix}%", *([since_ns] if since_ns is not None else [])]
+    rows = conn.execute(query, params).fetchall()
     return [ExchangeCount(str(e), str(m), int(c), float(v), int(lo), int(hi)) for e, m, c, v, lo, hi in rows]
 
 
