@@ -1165,6 +1165,9 @@ def _register_groups() -> None:
     main.add_command(replay_server)
     main.add_command(rollout)
     main.add_command(query)
+    from .cli_alerts import alerts
+
+    main.add_command(alerts)
 
 
 _register_groups()
