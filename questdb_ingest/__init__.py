@@ -6,6 +6,7 @@ implementation detail.
 
 from .config import Settings, load_settings
 from .errors import (
+    AlertDeliveryError,
     ApiRequestError,
     BackpressureTimeoutError,
     ConfigError,
@@ -44,6 +45,7 @@ from .models import HealthEvent, ListingEvent, Trade, TradeBatch
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlertDeliveryError",
     "ApiRequestError",
     "BackpressureTimeoutError",
     "ConfigError",

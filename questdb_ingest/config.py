@@ -158,6 +158,29 @@ class LogSettings:
     status_interval: float = 10.0  # without a terminal (pipe, systemd): a status line this often; 0 = none
 
 
+ALERT_FORMATS = ("json", "slack", "telegram")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Operator alerts (``ops.alerts``): always logged and kept for ``/api/alerts``; posted to a webhook
+    when one is set, deduplicated and rate-limited so a flapping feed cannot flood a channel."""
+
+    webhook_url: str = ""  # "" = no webhook (log + /api/alerts only)
+    format: str = "json"  # json | slack (incoming webhook) | telegram (Bot API sendMessage)
+    telegram_chat_id: str = ""  # required with format = "telegram"
+    dedupe_window: float = 300.0  # one post per dedupe key this often; repeats are counted in the next
+    rate_limit: int = 20  # webhook posts per minute overall; excess is logged, kept and summarised
+    timeout: float = 5.0  # seconds per webhook request
+    retries: int = 3  # after a failed post (5xx, 408/429, no answer): sender-style backoff
+    retry_initial: float = 1.0
+    retry_max: float = 30.0
+    feed_down_after: float = 60.0  # a feed disconnected this long raises feed.down
+    dead_letter_surge: int = 100  # dead letters per minute that raise deadletter.surge (0 = off)
+    spool_alarm_bytes: int = 1 << 30  # spooled bytes that raise spool.alarm (0 = only a full spool)
+    history: int = 200  # alerts kept in memory for /api/alerts
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     """The HTTP API and Prometheus ``/metrics`` that ``pumpwatch run`` serves."""
@@ -188,6 +211,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     config_file: str = ""  # the file these settings were read from ("" = none found)
 
     def paths(self) -> dict[str, str]:
@@ -242,6 +266,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogSettings,
     "api": ApiSettings,
     "state": StateSettings,
+    "alerts": AlertSettings,
 }
 # Files the system writes: relative values live under the state root.
 _STATE_PATHS = (
@@ -322,6 +347,7 @@ def _validate(s: Settings) -> None:
     _validate_sender(s.sender)
     _validate_connectors(s.connectors)
     _validate_hybrid(s.hybrid)
+    _validate_alerts(s.alerts)
     if not 1 <= sc.ttl_days <= 36500:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
@@ -410,6 +436,33 @@ def _validate_hybrid(h: HybridSettings) -> None:
     for name in ("export_dir", "rollout_state"):
         if not getattr(h, name):
             raise ConfigError(f"hybrid.{name}", "must not be empty")
+
+
+def _validate_alerts(a: AlertSettings) -> None:
+    if a.format not in ALERT_FORMATS:
+        raise ConfigError("alerts.format", f"must be one of {', '.join(ALERT_FORMATS)}, got {a.format!r}")
+    if a.webhook_url and not re.match(r"^https?://[^/\s]+", a.webhook_url):
+        raise ConfigError("alerts.webhook_url", 'expected an http(s):// URL (or "" for no webhook)')
+    if a.format == "telegram" and not a.telegram_chat_id.strip():
+        raise ConfigError("alerts.telegram_chat_id", "required with alerts.format = 'telegram' (the chat to post to)")
+    if not 0 <= a.dedupe_window <= 86_400:
+        raise ConfigError("alerts.dedupe_window", f"must be in [0, 86400] seconds, got {a.dedupe_window}")
+    if not 1 <= a.rate_limit <= 10_000:
+        raise ConfigError("alerts.rate_limit", f"must be in 1..10000 posts per minute, got {a.rate_limit}")
+    for name in ("timeout", "retry_initial", "retry_max"):
+        if not 0 < getattr(a, name) <= 3600:
+            raise ConfigError(f"alerts.{name}", f"must be in (0, 3600] seconds, got {getattr(a, name)}")
+    if a.retry_max < a.retry_initial:
+        raise ConfigError("alerts.retry_max", "must be >= alerts.retry_initial")
+    if not 0 <= a.retries <= 10:
+        raise ConfigError("alerts.retries", f"must be in 0..10, got {a.retries}")
+    if not 0 < a.feed_down_after <= 86_400:
+        raise ConfigError("alerts.feed_down_after", f"must be in (0, 86400] seconds, got {a.feed_down_after}")
+    for name in ("dead_letter_surge", "spool_alarm_bytes"):
+        if getattr(a, name) < 0:
+            raise ConfigError(f"alerts.{name}", f"must be >= 0, got {getattr(a, name)}")
+    if not 1 <= a.history <= 100_000:
+        raise ConfigError("alerts.history", f"must be in 1..100000, got {a.history}")
 
 
 def user_data_dir(env: Mapping[str, str]) -> Path:

@@ -18,6 +18,7 @@ PumpwatchError
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 ├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
 ├── ApiRequestError               an HTTP API request parameter is invalid (answered 400)
+├── AlertDeliveryError            the alert webhook refused a post or did not answer (status attached)
 └── WriteError                    ILP writes
     ├── FlushError                a flush did not reach a confirmed commit; rows are kept
     │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -166,6 +167,19 @@ class QueryError(PumpwatchError):
 
 class ApiRequestError(PumpwatchError):
     """A parameter of an HTTP API request is invalid; the API answers 400 with this message."""
+
+
+class AlertDeliveryError(PumpwatchError):
+    """The alert webhook did not take a post after its retries: ``status`` is the last HTTP status
+    (None when nothing answered) and ``reason`` what went wrong; the URL is shown without its path,
+    which holds the Slack or Telegram secret."""
+
+    def __init__(self, where: str, status: int | None, reason: str, attempts: int) -> None:
+        super().__init__(f"alert webhook {where} did not take the alert after {attempts} attempt(s): {reason}")
+        self.where = where
+        self.status = status
+        self.reason = reason
+        self.attempts = attempts
 
 
 class WriteError(PumpwatchError):

@@ -88,6 +88,12 @@ class ServiceCollector(Collector):
             c = CounterMetricFamily("pumpwatch_listings", "New listings detected.")
             c.add_metric([], h.listings)
             yield c
+        if s.alert_stats:
+            c = CounterMetricFamily("pumpwatch_alerts", "Alerts raised and what became of their webhook post.",
+                                    labels=["outcome"])  # fmt: skip
+            for outcome in ("emitted", "sent", "failed", "suppressed", "rate_limited", "dropped"):
+                c.add_metric([outcome], s.alert_stats.get(outcome, 0))
+            yield c
         for extra in self.extra:
             yield from extra()
 

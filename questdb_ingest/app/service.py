@@ -35,7 +35,7 @@ from ..connectors.pipeline import SenderSink, WriterEvents
 from ..connectors.registry import Connector, select
 from ..connectors.replay_process import ReplayProcess
 from ..errors import MigrationError, PumpwatchError, SchemaPendingError, SenderError, UnstoredRowsError
-from ..ops.alerts import Alert, AlertSink, ListSink
+from ..ops.alerts import Alert, AlertDispatcher, AlertSink, Watches
 from ..pacing import RateSchedule
 from ..sender import SenderMetrics, ShardedSender
 from ..timefmt import iso
@@ -138,7 +138,12 @@ class Service:
         self.events: WriterEvents | None = None
         self.runtime: Any = None  # HybridRuntime, built only with --hybrid-mode
         self.source: Source | None = None
-        self.alerts: AlertSink = alerts if alerts is not None else ListSink()
+        # One alert path for every part: log line + /api/alerts + webhook (rate-limited, deduplicated).
+        self.dispatcher = AlertDispatcher(settings.alerts) if alerts is None else None
+        self.alerts: AlertSink = alerts if alerts is not None else self.dispatcher  # type: ignore[assignment]
+        self.watches = Watches(settings.alerts, self.alerts)
+        self._rollbacks_seen = 0
+        self._failure_alerted = False
         self.probe = QuestDBProbe(settings)
         self.api: Any = None  # ApiServer, when serving
         self.replay_pid: int | None = None  # the replay server this service started
@@ -173,6 +178,8 @@ class Service:
             elif o.replay_url:
                 self.settings = _with_base_url(self.settings, o.replay_url)
             self.connectors = select(self.settings.connectors.enabled)
+            if self.dispatcher is not None:
+                self.dispatcher.start()
             self._check_schema()
             self.sender = ShardedSender(self.settings, workers=o.workers, transport=o.transport).start()
             ready = self.sender.wait_ready(WORKERS_READY_S, abort=self.stop_requested)
@@ -211,6 +218,32 @@ class Service:
         self._latest = self.snapshot()
         self._publish(self._latest)
         return self
+
+    def _observe(self, snap: ServiceSnapshot) -> None:
+        """Turn what the snapshot shows into alerts: feeds down longer than alerts.feed_down_after,
+        dead-letter surges, spool alarms, rollbacks, intake stopped."""
+        m = snap.sender
+        full = m is not None and any("full" in w.alarm.lower() for w in m.per_worker)
+        self.watches.observe(
+            time.monotonic(),
+            feeds={f.name: f.connected for f in snap.feeds} if snap.state == "running" else None,
+            dead_letters={f.name: f.dead_letters for f in snap.feeds},
+            spool_bytes=m.spool_bytes if m is not None else None,
+            spool_full=full,
+            spool_limit_bytes=self.settings.sender.spool_max_bytes,
+        )
+        if self.runtime is not None:
+            events = self.runtime.rollback.events
+            for event in events[self._rollbacks_seen :]:
+                self.alerts.emit(Alert(
+                    "rollout.rollback", "critical" if event.action == "rollback" else "warning",
+                    f"rollout {event.action}: phase {event.from_phase} → {event.to_phase} ({event.reason})",
+                    key=event.action, details={"from": event.from_phase, "to": event.to_phase},
+                ))  # fmt: skip
+            self._rollbacks_seen = len(events)
+        if snap.failure and not self._failure_alerted:
+            self._failure_alerted = True
+            self.alerts.emit(Alert("intake.stopped", "critical", f"intake stopped: {snap.failure}"))
 
     def _publish(self, snap: ServiceSnapshot) -> None:
         if self.api is not None:
@@ -257,6 +290,8 @@ class Service:
                 part.stop()
         self.operations = []
         self.probe.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop(timeout=5.0)
 
     def __enter__(self) -> Service:
         return self.start()
@@ -292,6 +327,7 @@ class Service:
                 self.runtime.pipeline = source.pipeline
             self._rates.sample(source.received, {f.name: f.stats.trades for f in source.feeds})
             snap = self._latest = self.snapshot()
+            self._observe(snap)
             self._publish(snap)
             for hook in self._tick_hooks:
                 hook(snap)
@@ -350,14 +386,14 @@ class Service:
     def unsent(self) -> int:
         return self.source.unsent if self.source is not None else 0
 
-    def alarms(self) -> list[str]:
+    def alarms(self, metrics: SenderMetrics | None = None) -> list[str]:
         """What an operator must see now: sender alarms (spool full, refused rows), a dead sender,
         quarantined spool records, the schema watch."""
         out: list[str] = []
         if self.schema.alarm:
             out.append(self.schema.alarm)
-        if self.sender is not None:
-            m = self.sender.metrics()
+        m = metrics if metrics is not None else self.sender.metrics() if self.sender is not None else None
+        if m is not None:
             out += [f"shard {w.shard}: {w.alarm}" for w in m.per_worker if w.alarm]
             if m.books.quarantined or m.books.quarantined_unknown:
                 out.append(quarantine_alarm(m))
@@ -424,8 +460,9 @@ class Service:
                 error=error,
             ),
             hybrid=_hybrid_snapshot(self.runtime) if self.runtime is not None else None,
-            alarms=self.alarms(),
+            alarms=self.alarms(metrics),
             api_url=self.api.url if self.api is not None else "",
+            alert_stats=self.dispatcher.stats() if self.dispatcher is not None else {},
             failure=str(failure) if failure is not None else "",
             sender=metrics,
         )

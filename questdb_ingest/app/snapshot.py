@@ -138,6 +138,7 @@ class ServiceSnapshot(msgspec.Struct, frozen=True):
     api_url: str
     failure: str
     sender: SenderMetrics | None = None
+    alert_stats: dict[str, int] = {}  # the alert path's counters (sent, failed, suppressed, …)
 
     @property
     def healthy(self) -> bool:

@@ -7,6 +7,7 @@ never import this package.
 
 from __future__ import annotations
 
+from .alerts import alerts
 from .bench import bench
 from .compare import compare_group
 from .main import main
@@ -15,7 +16,7 @@ from .replay import replay_server
 from .rollout import rollout
 from .top import top
 
-for _group in (bench, compare_group, query, replay_server, rollout, top):
+for _group in (alerts, bench, compare_group, query, replay_server, rollout, top):
     main.add_command(_group)
 
 __all__ = ["main"]

@@ -238,6 +238,7 @@ def test_health_is_503_with_the_reasons_when_feeds_are_down(qdb: QuestDB, tmp_pa
         api=replace(base.api, port=0),
         sender=replace(base.sender, spool_dir=str(tmp_path / "spool"), workers=1),
         connectors=replace(base.connectors, enabled="binance_spot,okx_spot"),
+        alerts=replace(base.alerts, feed_down_after=1.0),
     )
     options = ServiceOptions(source="replay", replay_url="http://127.0.0.1:9", workers=1)
     service = Service(settings, options).start()
@@ -254,5 +255,12 @@ def test_health_is_503_with_the_reasons_when_feeds_are_down(qdb: QuestDB, tmp_pa
             f"feed {name} is {body['feeds'][name]}" for name in ("binance_spot", "okx_spot")
         }
         assert set(body["feeds"].values()) <= {"disconnected", "error"}
+        # ... and the one alert path raised "feed down" for each, visible at /api/alerts
+        kinds: set[tuple[str, str]] = set()
+        while len(kinds) < 2 and time.monotonic() < deadline + 10:
+            _, alerts, _ = _get(_url(run, "/api/alerts"))
+            kinds = {(a["kind"], a["key"]) for a in alerts if a["kind"] == "feed.down"}
+            time.sleep(0.3)
+        assert kinds == {("feed.down", "binance_spot"), ("feed.down", "okx_spot")}
     finally:
         run.stop()
