@@ -69,13 +69,9 @@ class SnapshotChannel:
 
     @classmethod
     def attach(cls, name: str) -> SnapshotChannel:
-        shm = shared_memory.SharedMemory(name=name)
-        # The creating process owns (and unlinks) the segment; without this the reader's resource
-        # tracker would unlink it when the reader exits (Python < 3.13 has no ``track=False``).
-        from multiprocessing import resource_tracker
-
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-        return cls(shm, owner=False)
+        # The reader is a multiprocessing child: it shares the creator's resource tracker, so its
+        # registration is the creator's own (a set entry), removed once, when the creator unlinks.
+        return cls(shared_memory.SharedMemory(name=name), owner=False)
 
     def publish(self, payload: bytes) -> None:
         if len(payload) > self.capacity:

@@ -55,9 +55,15 @@ class SharedView:
 
 
 def _child(settings: Settings, channel_name: str, conn: Connection, parent: int) -> None:
-    """The API process: serve until told to stop or the parent is gone."""
+    """The API process: serve until told to stop or the parent is gone. SIGINT/SIGTERM (a Ctrl-C or
+    systemd signalling the whole group) are the service's to act on: the API keeps answering
+    (``draining``) until the service stops it."""
+    import signal
+
     from ..logs import configure, current
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     spec = current()
     if spec is not None:
         configure(spec)
