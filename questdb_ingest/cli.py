@@ -1169,5 +1169,9 @@ def _register_groups() -> None:
 
 _register_groups()
 
+from .cli_retention import retention  # noqa: E402 - a group of its own module, registered last
+
+main.add_command(retention)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,6 +17,7 @@ PumpwatchError
 │   │   └── UnknownEventError     the venue sent an event the connector does not know
 │   └── VenueRequestError         a REST call to a venue failed (status, body attached)
 ├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
+├── RetentionError                disk-pressure retention could not do all it had to (a drop refused, …)
 └── WriteError                    ILP writes
     ├── FlushError                a flush did not reach a confirmed commit; rows are kept
     │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -161,6 +162,11 @@ class VenueRequestError(ConnectorError):
 
 class QueryError(PumpwatchError):
     """A read from QuestDB over PGWire failed (unreachable, timed out, or the SQL was refused)."""
+
+
+class RetentionError(PumpwatchError):
+    """A retention run could not do everything its policy asked: a partition drop was refused or not
+    applied in time, or the disk usage or the spool could not be read. What did happen is kept."""
 
 
 class WriteError(PumpwatchError):
