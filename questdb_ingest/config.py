@@ -149,6 +149,20 @@ class SchemaSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """Disk-pressure retention of the QuestDB data volume (``ops.retention``): above ``warn_percent``
+    partitions older than ``normal_days`` go, above ``emergency_percent`` those older than
+    ``emergency_days`` too, oldest first, until the disk is back under it."""
+
+    enabled: bool = True  # the service runs the manager every interval; `pumpwatch retention` works either way
+    interval: float = 300.0  # seconds between checks
+    warn_percent: float = 70.0  # disk used above this: enforce the normal retention
+    emergency_percent: float = 85.0  # above this: drop partitions older than emergency_days, oldest first
+    normal_days: int = 0  # 0 = schema.ttl_days (the tables' TTL)
+    emergency_days: int = 25  # at most the normal retention (capped at schema.ttl_days when normal_days = 0)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Log lines of every process (main and sender workers)."""
 
@@ -208,6 +222,7 @@ class Settings:
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     hybrid: HybridSettings = field(default_factory=HybridSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     log: LogSettings = field(default_factory=LogSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     state: StateSettings = field(default_factory=StateSettings)
@@ -263,6 +278,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "connectors": ConnectorSettings,
     "hybrid": HybridSettings,
     "schema": SchemaSettings,
+    "retention": RetentionSettings,
     "log": LogSettings,
     "api": ApiSettings,
     "state": StateSettings,
@@ -281,6 +297,9 @@ _STATE_PATHS = (
 _INPUT_PATHS = (("hybrid", "rollout_config"), ("schema", "schema_dir"), ("state", "dir"))
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
 def _coerce(key: str, raw: Any, target: type[Any] | str) -> Any:
     kind = target if isinstance(target, str) else target.__name__
     try:
@@ -292,19 +311,16 @@ def _coerce(key: str, raw: Any, target: type[Any] | str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
+        if kind == "bool":  # a TOML boolean, or (environment variables) true/false, yes/no, on/off, 1/0
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.strip().lower() in _BOOLS:
+                return _BOOLS[raw.strip().lower()]
+            raise ValueError
         if kind == "str":
             if not isinstance(raw, str):
                 raise ValueError
             return raw
-        if kind == "bool":  # a TOML boolean, or (environment variables) true/false, yes/no, on/off, 1/0
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower() if isinstance(raw, str | int) else ""
-            if text in ("true", "yes", "on", "1"):
-                return True
-            if text in ("false", "no", "off", "0"):
-                return False
-            raise ValueError
     except ValueError:
         raise ConfigError(key, f"expected {kind}, got {raw!r}") from None
     raise ConfigError(key, f"unsupported type {kind}")
@@ -348,6 +364,7 @@ def _validate(s: Settings) -> None:
     _validate_connectors(s.connectors)
     _validate_hybrid(s.hybrid)
     _validate_alerts(s.alerts)
+    _validate_retention(s.retention)
     if not 1 <= sc.ttl_days <= 36500:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
@@ -463,6 +480,27 @@ def _validate_alerts(a: AlertSettings) -> None:
             raise ConfigError(f"alerts.{name}", f"must be >= 0, got {getattr(a, name)}")
     if not 1 <= a.history <= 100_000:
         raise ConfigError("alerts.history", f"must be in 1..100000, got {a.history}")
+
+
+def _validate_retention(r: RetentionSettings) -> None:
+    if not 1 <= r.interval <= 86_400:
+        raise ConfigError("retention.interval", f"must be in [1, 86400] seconds, got {r.interval}")
+    if not 0 < r.warn_percent < 100:
+        raise ConfigError("retention.warn_percent", f"must be in (0, 100), got {r.warn_percent}")
+    if not r.warn_percent < r.emergency_percent <= 100:
+        raise ConfigError(
+            "retention.emergency_percent",
+            f"must be above retention.warn_percent ({r.warn_percent}) and at most 100, got {r.emergency_percent}",
+        )
+    if not 0 <= r.normal_days <= 36500:
+        raise ConfigError("retention.normal_days", f"must be in 0..36500 (0 = schema.ttl_days), got {r.normal_days}")
+    if not 1 <= r.emergency_days <= 36500:
+        raise ConfigError("retention.emergency_days", f"must be in 1..36500, got {r.emergency_days}")
+    if r.normal_days and r.emergency_days > r.normal_days:
+        raise ConfigError(
+            "retention.emergency_days",
+            f"must be at most retention.normal_days ({r.normal_days}), got {r.emergency_days}",
+        )
 
 
 def user_data_dir(env: Mapping[str, str]) -> Path:

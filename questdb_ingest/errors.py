@@ -19,6 +19,7 @@ PumpwatchError
 ├── QueryError                    a read from QuestDB failed (PGWire); the cause is chained
 ├── ApiRequestError               an HTTP API request parameter is invalid (answered 400)
 ├── AlertDeliveryError            the alert webhook refused a post or did not answer (status attached)
+├── RetentionError                disk-pressure retention could not do all it had to (a drop refused, …)
 └── WriteError                    ILP writes
     ├── FlushError                a flush did not reach a confirmed commit; rows are kept
     │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -180,6 +181,11 @@ class AlertDeliveryError(PumpwatchError):
         self.status = status
         self.reason = reason
         self.attempts = attempts
+
+
+class RetentionError(PumpwatchError):
+    """A retention run could not do everything its policy asked: a partition drop was refused or not
+    applied in time, or the disk usage or the spool could not be read. What did happen is kept."""
 
 
 class WriteError(PumpwatchError):

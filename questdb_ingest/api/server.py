@@ -145,6 +145,7 @@ class ApiApp:
             ],
             "books": None if m is None else m.to_dict()["books"],
             "alarms": s.alarms,
+            "maintenance": s.maintenance,
             "paths": self.settings.paths(),
         }  # fmt: skip
         return _json(body)

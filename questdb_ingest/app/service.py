@@ -148,6 +148,7 @@ class Service:
         self.api: Any = None  # ApiServer, when serving
         self.replay_pid: int | None = None  # the replay server this service started
         self.operations: list[Any] = []  # retention manager, backup scheduler: start()/stop()
+        self.retention: Any = None  # RetentionManager, when retention.enabled
         self.started = 0.0
         self.started_ns = 0
         self._stack = contextlib.ExitStack()
@@ -245,12 +246,31 @@ class Service:
             self._failure_alerted = True
             self.alerts.emit(Alert("intake.stopped", "critical", f"intake stopped: {snap.failure}"))
 
+    def _maintenance(self) -> dict[str, Any]:
+        """The maintenance jobs' last runs, for the API and Prometheus."""
+        out: dict[str, Any] = {}
+        report = self.retention.last_report if self.retention is not None else None
+        if report is not None:
+            out["retention"] = {
+                "level": report.level, "finished": report.finished_at, "dropped": len(report.dropped),
+                "usage_percent": report.usage_after.percent if report.usage_after is not None else None,
+                "still_above_emergency": report.still_above_emergency, "errors": list(report.errors),
+            }  # fmt: skip
+        return out
+
     def _publish(self, snap: ServiceSnapshot) -> None:
         if self.api is not None:
             self.api.publish(snap, self.recent_alerts(200))
 
     def _start_operations(self) -> None:
-        """The maintenance jobs the settings enable (each owns its thread; stopped in ``stop``)."""
+        """The maintenance jobs the settings enable (each owns its thread; stopped in ``stop``):
+        disk-pressure retention (``retention.enabled``; it never drops what the spool still holds)."""
+        from ..ops.retention import RetentionManager
+
+        if self.settings.retention.enabled:
+            self.retention = RetentionManager(self.settings, self.alerts)
+            self.retention.start()
+            self.operations.append(self.retention)
 
     def _check_schema(self) -> None:
         state = self.schema.check()
@@ -463,6 +483,7 @@ class Service:
             alarms=self.alarms(metrics),
             api_url=self.api.url if self.api is not None else "",
             alert_stats=self.dispatcher.stats() if self.dispatcher is not None else {},
+            maintenance=self._maintenance(),
             failure=str(failure) if failure is not None else "",
             sender=metrics,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -139,6 +139,7 @@ class ServiceSnapshot(msgspec.Struct, frozen=True):
     failure: str
     sender: SenderMetrics | None = None
     alert_stats: dict[str, int] = {}  # the alert path's counters (sent, failed, suppressed, …)
+    maintenance: dict[str, Any] = {}  # the maintenance jobs' last runs (retention, backups)
 
     @property
     def healthy(self) -> bool:

@@ -13,10 +13,11 @@ from .compare import compare_group
 from .main import main
 from .query import query
 from .replay import replay_server
+from .retention import retention
 from .rollout import rollout
 from .top import top
 
-for _group in (alerts, bench, compare_group, query, replay_server, rollout, top):
+for _group in (alerts, bench, compare_group, query, replay_server, retention, rollout, top):
     main.add_command(_group)
 
 __all__ = ["main"]

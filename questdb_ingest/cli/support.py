@@ -36,6 +36,7 @@ SECONDS = click.FloatRange(min=0, min_open=True)  # a duration or period: must b
 NON_NEGATIVE = click.FloatRange(min=0)  # a length, pace or rate where 0 means none
 RATE = NON_NEGATIVE  # trades/s; 0 = none
 POSITIVE_RATE = click.FloatRange(min=0, min_open=True)
+PERCENT = click.FloatRange(0, 100)  # a share of a disk, in percent
 
 
 def cli_settings(ctx: click.Context, **sections: dict[str, Any] | None) -> Settings:

@@ -12,10 +12,11 @@ from questdb_ingest.cli import main
 from questdb_ingest.errors import MigrationChecksumError, TtlDecreaseError
 from questdb_ingest.resources import resource
 from questdb_ingest.store import queries
-from questdb_ingest.store.migrations import applied_versions, migrate
+from questdb_ingest.store.migrations import applied_versions, discover, migrate
 from tests.conftest import QuestDB, scoped_settings
 
 TABLES = ("exchange_health", "gaps", "listing_events", "trades")
+VERSIONS = [m.version for m in discover(resource("schema"))]
 
 
 def test_migrate_twice_is_a_noop(qdb: QuestDB) -> None:
@@ -23,9 +24,9 @@ def test_migrate_twice_is_a_noop(qdb: QuestDB) -> None:
     with qdb.conn() as conn:
         first = migrate(conn, settings)
         second = migrate(conn, settings)
-        assert [m.version for m in first.applied] == [1, 2, 3, 4]
-        assert second.applied == [] and [m.version for m in second.already] == [1, 2, 3, 4]
-        assert list(applied_versions(conn, settings)) == [1, 2, 3, 4]
+        assert [m.version for m in first.applied] == VERSIONS
+        assert second.applied == [] and [m.version for m in second.already] == VERSIONS
+        assert list(applied_versions(conn, settings)) == VERSIONS
         rows = conn.execute(
             "SELECT table_name, partitionBy, walEnabled, dedup, ttlValue, ttlUnit FROM tables() "
             "WHERE table_name IN (%s, %s, %s, %s) ORDER BY table_name",
@@ -74,13 +75,14 @@ def test_new_migration_is_applied_after_the_first(qdb: QuestDB, tmp_path: Path) 
     schema = tmp_path / "schema"
     shutil.copytree(resource("schema"), schema)
     prefix = qdb.new_prefix()
-    (schema / "005_extra.sql").write_text(
+    extra = len(VERSIONS) + 1
+    (schema / f"{extra:03d}_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS {{prefix}}extra (ts TIMESTAMP, v DOUBLE) TIMESTAMP(ts) PARTITION BY DAY WAL;\n"
     )
     settings = scoped_settings(prefix, schema={"schema_dir": str(schema)})
     with qdb.conn() as conn:
         report = migrate(conn, settings)
-        assert [m.version for m in report.applied] == [1, 2, 3, 4, 5]
+        assert [m.version for m in report.applied] == [*VERSIONS, extra]
         assert conn.execute("SELECT count() FROM tables() WHERE table_name = %s", (f"{prefix}extra",)).fetchone() == (
             1,
         )
@@ -150,9 +152,9 @@ def test_db_migrate_cli(qdb: QuestDB, tmp_path: Path, monkeypatch: pytest.Monkey
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate"])
     assert first.exit_code == 0, first.output
-    assert "4 applied" in first.output
+    assert f"{len(VERSIONS)} applied" in first.output
     second = runner.invoke(main, ["db", "migrate"])
-    assert second.exit_code == 0 and "0 applied, 4 already applied" in second.output
+    assert second.exit_code == 0 and f"0 applied, {len(VERSIONS)} already applied" in second.output
 
     schema = tmp_path / "schema"
     shutil.copytree(resource("schema"), schema)
