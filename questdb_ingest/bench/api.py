@@ -153,7 +153,8 @@ def bench_api(
                     time.sleep(0.2)
                 time.sleep(2.0)
                 replay = service.replay_pid
-                roles = {"service (feeds + router + API)": [os.getpid()],
+                roles = {"service (feeds + router)": [os.getpid()],
+                         "API process": [service.api.pid] if service.api.pid else [],
                          "sender workers": service.sender.worker_pids(),
                          "replay server": [replay] if replay else [],
                          "questdb": [p for p in [questdb_pid(settings)] if p]}  # fmt: skip
