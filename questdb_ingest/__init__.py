@@ -7,6 +7,9 @@ implementation detail.
 from .config import Settings, load_settings
 from .errors import (
     BackpressureTimeoutError,
+    BackupError,
+    BackupVerifyError,
+    BackupVersionError,
     ConfigError,
     ConnectorError,
     DataLossError,
@@ -21,6 +24,7 @@ from .errors import (
     QuestDBAuthError,
     QuestDBNotInstalledError,
     QuestDBServerError,
+    RestoreTargetError,
     SchemaPendingError,
     SenderClosedError,
     SenderError,
@@ -44,6 +48,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackpressureTimeoutError",
+    "BackupError",
+    "BackupVerifyError",
+    "BackupVersionError",
     "ConfigError",
     "ConnectorError",
     "DataLossError",
@@ -60,6 +67,7 @@ __all__ = [
     "QuestDBAuthError",
     "QuestDBNotInstalledError",
     "QuestDBServerError",
+    "RestoreTargetError",
     "SchemaPendingError",
     "SenderClosedError",
     "SenderError",

@@ -1169,5 +1169,9 @@ def _register_groups() -> None:
 
 _register_groups()
 
+from .cli_backup import backup  # noqa: E402 - a group of its own module, registered like the others
+
+main.add_command(backup)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

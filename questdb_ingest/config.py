@@ -158,6 +158,20 @@ class LogSettings:
     status_interval: float = 10.0  # without a terminal (pipe, systemd): a status line this often; 0 = none
 
 
+BACKUP_COMPRESSIONS = ("none", "gzip", "zstd")
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """QuestDB backups (``pumpwatch backup``, scripts/backup-questdb.sh and the service's scheduler)."""
+
+    dir: str = "backups"  # one <dir>/questdb-YYYYmmddTHHMMSSZ/ per backup (under the state root)
+    keep_days: int = 7  # prune removes backups older than this (never the newest one)
+    compress: str = "none"  # none (a directory of files) | gzip | zstd (one tar archive)
+    interval: float = 86_400.0  # the service's scheduler: seconds between backups; 0 = off
+    upload: str = ""  # s3://bucket/prefix to copy each new backup to ("" = local only)
+
+
 @dataclass(frozen=True)
 class StateSettings:
     """Where the system keeps its files (see the module docstring for how the root is chosen)."""
@@ -176,6 +190,7 @@ class Settings:
     hybrid: HybridSettings = field(default_factory=HybridSettings)
     schema: SchemaSettings = field(default_factory=SchemaSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     state: StateSettings = field(default_factory=StateSettings)
     config_file: str = ""  # the file these settings were read from ("" = none found)
 
@@ -190,6 +205,7 @@ class Settings:
             "rollout state": self.hybrid.rollout_state,
             "exports": self.hybrid.export_dir,
             "log file": self.log.file or "(none; stderr only)",
+            "backups": self.backup.dir,
         }
 
     def client_conf(self) -> str:
@@ -229,6 +245,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "hybrid": HybridSettings,
     "schema": SchemaSettings,
     "log": LogSettings,
+    "backup": BackupSettings,
     "state": StateSettings,
 }
 # Files the system writes: relative values live under the state root.
@@ -239,6 +256,7 @@ _STATE_PATHS = (
     ("hybrid", "rollout_state"),
     ("hybrid", "export_dir"),
     ("log", "file"),
+    ("backup", "dir"),
 )
 # Files the user points at: relative to the config file when set there, else to the working directory.
 _INPUT_PATHS = (("hybrid", "rollout_config"), ("schema", "schema_dir"), ("state", "dir"))
@@ -315,6 +333,20 @@ def _validate(s: Settings) -> None:
         raise ConfigError("log.status_interval", f"must be in [0, 86400] seconds, got {s.log.status_interval}")
     if sc.demo_prefix and not _IDENT.match(sc.table_prefix + sc.demo_prefix):
         raise ConfigError("schema.demo_prefix", f"must be a SQL identifier prefix, got {sc.demo_prefix!r}")
+    _validate_backup(s.backup)
+
+
+def _validate_backup(b: BackupSettings) -> None:
+    if not b.dir:
+        raise ConfigError("backup.dir", "must not be empty")
+    if not 0 <= b.keep_days <= 36_500:
+        raise ConfigError("backup.keep_days", f"must be in 0..36500, got {b.keep_days}")
+    if b.compress not in BACKUP_COMPRESSIONS:
+        raise ConfigError("backup.compress", f"must be one of {', '.join(BACKUP_COMPRESSIONS)}, got {b.compress!r}")
+    if not (b.interval == 0 or 60 <= b.interval <= 366 * 86_400):
+        raise ConfigError("backup.interval", f"must be 0 (off) or in [60, 31622400] seconds, got {b.interval}")
+    if b.upload and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", b.upload):
+        raise ConfigError("backup.upload", f"expected s3://bucket[/prefix], got {b.upload!r}")
 
 
 def _validate_sender(se: SenderSettings) -> None:
