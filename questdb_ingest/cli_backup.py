@@ -101,7 +101,8 @@ def backup_create(
     for t in m.tables:
         if t.rows:
             note = "" if t.exact else " (materialized view: refreshed from its base table after a restore)"
-            console.print(f"  {t.name}: {t.rows:,} rows up to {t.max_ts}{note}", highlight=False)
+            rows = f"{t.rows:,} row{'' if t.rows == 1 else 's'}"
+            console.print(f"  {t.name}: {rows} up to {t.max_ts}{note}", highlight=False)
     if result.uploaded_to:
         console.print(f"  uploaded to {escape(result.uploaded_to)}", highlight=False)
 
