@@ -205,6 +205,20 @@ class ApiSettings:
     max_trades: int = 10_000  # the largest ``limit`` /api/trades/recent accepts
 
 
+BACKUP_COMPRESSIONS = ("none", "gzip", "zstd")
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """QuestDB backups (``pumpwatch backup``, scripts/backup-questdb.sh and the service's scheduler)."""
+
+    dir: str = "backups"  # one <dir>/questdb-YYYYmmddTHHMMSSZ/ per backup (under the state root)
+    keep_days: int = 7  # prune removes backups older than this (never the newest one)
+    compress: str = "none"  # none (a directory of files) | gzip | zstd (one tar archive)
+    interval: float = 86_400.0  # the service's scheduler: seconds between backups; 0 = off
+    upload: str = ""  # s3://bucket/prefix to copy each new backup to ("" = local only)
+
+
 @dataclass(frozen=True)
 class StateSettings:
     """Where the system keeps its files (see the module docstring for how the root is chosen)."""
@@ -225,6 +239,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     log: LogSettings = field(default_factory=LogSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     state: StateSettings = field(default_factory=StateSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     config_file: str = ""  # the file these settings were read from ("" = none found)
@@ -240,6 +255,7 @@ class Settings:
             "rollout state": self.hybrid.rollout_state,
             "exports": self.hybrid.export_dir,
             "log file": self.log.file or "(none; stderr only)",
+            "backups": self.backup.dir,
         }
 
     def client_conf(self) -> str:
@@ -281,6 +297,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "retention": RetentionSettings,
     "log": LogSettings,
     "api": ApiSettings,
+    "backup": BackupSettings,
     "state": StateSettings,
     "alerts": AlertSettings,
 }
@@ -292,6 +309,7 @@ _STATE_PATHS = (
     ("hybrid", "rollout_state"),
     ("hybrid", "export_dir"),
     ("log", "file"),
+    ("backup", "dir"),
 )
 # Files the user points at: relative to the config file when set there, else to the working directory.
 _INPUT_PATHS = (("hybrid", "rollout_config"), ("schema", "schema_dir"), ("state", "dir"))
@@ -385,6 +403,20 @@ def _validate(s: Settings) -> None:
         raise ConfigError("api.host", "must be a host name or address, e.g. 127.0.0.1")
     if not 1 <= s.api.max_trades <= 1_000_000:
         raise ConfigError("api.max_trades", f"must be in 1..1000000, got {s.api.max_trades}")
+    _validate_backup(s.backup)
+
+
+def _validate_backup(b: BackupSettings) -> None:
+    if not b.dir:
+        raise ConfigError("backup.dir", "must not be empty")
+    if not 0 <= b.keep_days <= 36_500:
+        raise ConfigError("backup.keep_days", f"must be in 0..36500, got {b.keep_days}")
+    if b.compress not in BACKUP_COMPRESSIONS:
+        raise ConfigError("backup.compress", f"must be one of {', '.join(BACKUP_COMPRESSIONS)}, got {b.compress!r}")
+    if not (b.interval == 0 or 60 <= b.interval <= 366 * 86_400):
+        raise ConfigError("backup.interval", f"must be 0 (off) or in [60, 31622400] seconds, got {b.interval}")
+    if b.upload and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", b.upload):
+        raise ConfigError("backup.upload", f"expected s3://bucket[/prefix], got {b.upload!r}")
 
 
 def _validate_sender(se: SenderSettings) -> None:

@@ -20,6 +20,10 @@ PumpwatchError
 ├── ApiRequestError               an HTTP API request parameter is invalid (answered 400)
 ├── AlertDeliveryError            the alert webhook refused a post or did not answer (status attached)
 ├── RetentionError                disk-pressure retention could not do all it had to (a drop refused, …)
+├── BackupError                   a backup could not be created, checked, pruned, uploaded or restored
+│   ├── BackupVerifyError         a backup's files do not match its manifest; names the files
+│   ├── RestoreTargetError        the restore target holds files (needs --force) or a running server
+│   └── BackupVersionError        the backup was taken by another QuestDB version than the pinned one
 └── WriteError                    ILP writes
     ├── FlushError                a flush did not reach a confirmed commit; rows are kept
     │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -186,6 +190,43 @@ class AlertDeliveryError(PumpwatchError):
 class RetentionError(PumpwatchError):
     """A retention run could not do everything its policy asked: a partition drop was refused or not
     applied in time, or the disk usage or the spool could not be read. What did happen is kept."""
+
+
+class BackupError(PumpwatchError):
+    """A backup could not be created, checked, pruned, uploaded or restored; the message says why."""
+
+
+class BackupVerifyError(BackupError):
+    """A backup's files do not match its manifest (missing, resized or altered); ``problems`` lists
+    each file with what is wrong with it."""
+
+    def __init__(self, name: str, problems: list[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{path}: {why}" for path, why in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"backup {name} failed verification, {len(problems)} problem(s): {shown}{more}")
+        self.name = name
+        self.problems = problems
+
+
+class RestoreTargetError(BackupError):
+    """The restore target already holds files (``--force`` replaces them) or a server runs on it."""
+
+    def __init__(self, target: str, message: str) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class BackupVersionError(BackupError):
+    """QuestDB restores only a checkpoint written by the same release line; the pinned one differs."""
+
+    def __init__(self, name: str, backup_version: str, pinned_version: str) -> None:
+        super().__init__(
+            f"backup {name} was taken by QuestDB {backup_version} but the pinned server is QuestDB "
+            f"{pinned_version} (questdb.env); restore it with QuestDB {backup_version}, or re-pin that "
+            "version first"
+        )
+        self.backup_version = backup_version
+        self.pinned_version = pinned_version
 
 
 class WriteError(PumpwatchError):

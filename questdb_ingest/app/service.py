@@ -149,6 +149,7 @@ class Service:
         self.replay_pid: int | None = None  # the replay server this service started
         self.operations: list[Any] = []  # retention manager, backup scheduler: start()/stop()
         self.retention: Any = None  # RetentionManager, when retention.enabled
+        self.backups: Any = None  # BackupScheduler, for live capture with backup.interval
         self.started = 0.0
         self.started_ns = 0
         self._stack = contextlib.ExitStack()
@@ -256,6 +257,8 @@ class Service:
                 "usage_percent": report.usage_after.percent if report.usage_after is not None else None,
                 "still_above_emergency": report.still_above_emergency, "errors": list(report.errors),
             }  # fmt: skip
+        if self.backups is not None:
+            out["backup"] = self.backups.status()
         return out
 
     def _publish(self, snap: ServiceSnapshot) -> None:
@@ -264,13 +267,20 @@ class Service:
 
     def _start_operations(self) -> None:
         """The maintenance jobs the settings enable (each owns its thread; stopped in ``stop``):
-        disk-pressure retention (``retention.enabled``; it never drops what the spool still holds)."""
+        disk-pressure retention (``retention.enabled``; it never drops what the spool still holds)
+        and, for live capture only (replayed and synthetic runs hold demo data), scheduled backups
+        every ``backup.interval`` (0 = off, e.g. when the systemd timer takes them)."""
+        from ..ops.backup import BackupScheduler
         from ..ops.retention import RetentionManager
 
         if self.settings.retention.enabled:
             self.retention = RetentionManager(self.settings, self.alerts)
             self.retention.start()
             self.operations.append(self.retention)
+        if self.options.source == "live" and self.settings.backup.interval:
+            self.backups = BackupScheduler(self.settings, self.alerts)
+            self.backups.start()
+            self.operations.append(self.backups)
 
     def _check_schema(self) -> None:
         state = self.schema.check()

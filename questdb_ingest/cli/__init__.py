@@ -8,6 +8,7 @@ never import this package.
 from __future__ import annotations
 
 from .alerts import alerts
+from .backup import backup
 from .bench import bench
 from .compare import compare_group
 from .main import main
@@ -17,7 +18,7 @@ from .retention import retention
 from .rollout import rollout
 from .top import top
 
-for _group in (alerts, bench, compare_group, query, replay_server, retention, rollout, top):
+for _group in (alerts, backup, bench, compare_group, query, replay_server, retention, rollout, top):
     main.add_command(_group)
 
 __all__ = ["main"]
