@@ -94,6 +94,27 @@ class ServiceCollector(Collector):
             for outcome in ("emitted", "sent", "failed", "suppressed", "rate_limited", "dropped"):
                 c.add_metric([outcome], s.alert_stats.get(outcome, 0))
             yield c
+        retention = s.maintenance.get("retention")
+        if retention is not None:
+            g = GaugeMetricFamily(
+                "pumpwatch_retention_dropped_partitions", "Partitions the last retention run dropped."
+            )
+            g.add_metric([], retention["dropped"])
+            yield g
+            g = GaugeMetricFamily(
+                "pumpwatch_retention_above_emergency", "1 when the last run left the disk above the emergency level."
+            )
+            g.add_metric([], 1.0 if retention["still_above_emergency"] else 0.0)
+            yield g
+        backup = s.maintenance.get("backup")
+        if backup is not None:
+            g = GaugeMetricFamily("pumpwatch_backup_failing", "1 when the last scheduled backup failed.")
+            g.add_metric([], 1.0 if backup.get("last_error") else 0.0)
+            yield g
+            if backup.get("last_bytes") is not None:
+                g = GaugeMetricFamily("pumpwatch_backup_last_bytes", "Size of the last backup.", unit="bytes")
+                g.add_metric([], backup["last_bytes"])
+                yield g
         for extra in self.extra:
             yield from extra()
 

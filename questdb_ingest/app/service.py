@@ -259,6 +259,8 @@ class Service:
             }  # fmt: skip
         if self.backups is not None:
             out["backup"] = self.backups.status()
+            last = self.backups.last_result
+            out["backup"]["last_bytes"] = last.manifest.total_bytes if last is not None else None
         return out
 
     def _publish(self, snap: ServiceSnapshot) -> None:

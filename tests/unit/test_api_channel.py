@@ -99,3 +99,32 @@ def _alive(pid: int) -> bool:
             return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
     except FileNotFoundError:
         return False
+
+
+def test_prometheus_exposes_the_maintenance_jobs_and_the_alert_path() -> None:
+    from msgspec.structs import replace
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from questdb_ingest.api.prometheus import exposition, registry_for
+
+    snap = replace(
+        _snapshot(5),
+        alert_stats={"emitted": 4, "sent": 3, "failed": 1},
+        maintenance={"retention": {"dropped": 2, "still_above_emergency": True},
+                     "backup": {"last_error": "disk full", "last_bytes": 1024}},
+    )  # fmt: skip
+    body, kind = exposition(registry_for(lambda: snap))
+    assert kind.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    }
+    assert samples[("pumpwatch_alerts_total", (("outcome", "sent"),))] == 3
+    assert samples[("pumpwatch_alerts_total", (("outcome", "dropped"),))] == 0
+    assert samples[("pumpwatch_retention_dropped_partitions", ())] == 2
+    assert samples[("pumpwatch_retention_above_emergency", ())] == 1
+    assert samples[("pumpwatch_backup_failing", ())] == 1
+    assert samples[("pumpwatch_backup_last_bytes", ())] == 1024
+    assert samples[("pumpwatch_trade_delay_seconds_count", ())] == 3  # the sender's HDR histogram
+    assert samples[("pumpwatch_trade_delay_seconds_bucket", (("le", "0.05"),))] == 2  # 1 ms and 2 ms, not 300
