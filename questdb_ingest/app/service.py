@@ -142,8 +142,9 @@ class Service:
         self.dispatcher = AlertDispatcher(settings.alerts) if alerts is None else None
         self.alerts: AlertSink = alerts if alerts is not None else self.dispatcher  # type: ignore[assignment]
         self.watches = Watches(settings.alerts, self.alerts)
-        self._rollbacks_seen = 0
+        self._rollback_seen_ns = 0
         self._failure_alerted = False
+        self._failed_hooks: set[str] = set()
         self.probe = QuestDBProbe(settings)
         self.api: Any = None  # ApiServer, when serving
         self.replay_pid: int | None = None  # the replay server this service started
@@ -221,6 +222,14 @@ class Service:
         self._publish(self._latest)
         return self
 
+    def _guarded(self, what: str, fn: Callable[[ServiceSnapshot], None], snap: ServiceSnapshot) -> None:
+        try:
+            fn(snap)
+        except Exception:
+            if what not in self._failed_hooks:
+                self._failed_hooks.add(what)
+                log.exception("%s failed (capture goes on; logged once)", what)
+
     def _observe(self, snap: ServiceSnapshot) -> None:
         """Turn what the snapshot shows into alerts: feeds down longer than alerts.feed_down_after,
         dead-letter surges, spool alarms, rollbacks, intake stopped."""
@@ -235,14 +244,15 @@ class Service:
             spool_limit_bytes=self.settings.sender.spool_max_bytes,
         )
         if self.runtime is not None:
-            events = self.runtime.rollback.events
-            for event in events[self._rollbacks_seen :]:
+            # A bounded deque: new changes are the ones after the newest already alerted on.
+            fresh = [e for e in self.runtime.rollback.events if e.at_ns > self._rollback_seen_ns]
+            for event in fresh:
                 self.alerts.emit(Alert(
                     "rollout.rollback", "critical" if event.action == "rollback" else "warning",
                     f"rollout {event.action}: phase {event.from_phase} → {event.to_phase} ({event.reason})",
                     key=event.action, details={"from": event.from_phase, "to": event.to_phase},
                 ))  # fmt: skip
-            self._rollbacks_seen = len(events)
+                self._rollback_seen_ns = event.at_ns
         if snap.failure and not self._failure_alerted:
             self._failure_alerted = True
             self.alerts.emit(Alert("intake.stopped", "critical", f"intake stopped: {snap.failure}"))
@@ -359,8 +369,9 @@ class Service:
                 self.runtime.pipeline = source.pipeline
             self._rates.sample(source.received, {f.name: f.stats.trades for f in source.feeds})
             snap = self._latest = self.snapshot()
-            self._observe(snap)
-            self._publish(snap)
+            # Watching and publishing must never stop capture: a failure is logged (once) and skipped.
+            self._guarded("alert watches", self._observe, snap)
+            self._guarded("API publish", self._publish, snap)
             for hook in self._tick_hooks:
                 hook(snap)
             if on_tick is not None:

@@ -10,6 +10,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,51 @@ from questdb_ingest.store.pg import connect
 from ..conftest import QuestDB, scoped_settings
 
 pytestmark = [pytest.mark.questdb, pytest.mark.slow]
+
+ENDPOINTS = ("/api/system/status", "/api/metrics", "/api/feeds", "/api/trades/recent?limit=5", "/api/listings",
+             "/api/gaps?since=1h", "/api/alerts", "/api/snapshot", "/metrics")  # fmt: skip
+
+
+def _api_url(lines: list[str], timeout: float = 90.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            if m := re.search(r"api: (http://127\.0\.0\.1:\d+)/api/health", line):
+                return m.group(1)
+        time.sleep(0.2)
+    raise AssertionError("no API URL printed: " + "".join(lines)[-2000:])
+
+
+def _every_endpoint(url: str) -> dict[str, int]:
+    """Every endpoint while the run captures (health: 200 once every feed is up and writes confirm)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 30
+    while _status(url + "/api/health") != 200 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    served = {"/api/health": _status(url + "/api/health")}
+    for path in ENDPOINTS:
+        served[path] = _status(url + path)
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        names = {s.name for fam in text_string_to_metric_families(resp.read().decode()) for s in fam.samples}
+    assert "pumpwatch_trades_received_total" in names and "pumpwatch_ring_buffer_rows" in names
+    listings: list[dict[str, object]] = []
+    while not listings and time.monotonic() < deadline + 15:  # the injected listing, once recorded
+        with urllib.request.urlopen(url + "/api/listings", timeout=10) as resp:
+            listings = json.loads(resp.read())
+        time.sleep(0.5)
+    assert listings, "the listing never reached /api/listings"
+    served["/api/listings/{id}/window"] = _status(f"{url}/api/listings/{listings[0]['id']}/window")
+    return served
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
 
 
 def test_the_quickstart_command_captures_detects_and_reports(qdb: QuestDB, tmp_path: Path) -> None:
@@ -37,13 +86,23 @@ def test_the_quickstart_command_captures_detects_and_reports(qdb: QuestDB, tmp_p
         COLUMNS="400",
     )
     env.pop("PUMPWATCH_SCHEMA_DEMO_PREFIX", None)
-    cmd = [sys.executable, "-m", "questdb_ingest", "run", "--source", "replay", "--hybrid-mode", "--seconds", "16",
+    cmd = [sys.executable, "-m", "questdb_ingest", "run", "--source", "replay", "--hybrid-mode", "--seconds", "20",
            "--list-coin", "QSTEST", "--list-after", "3", "--api-port", "0", "--rate", "200", "--json",
            str(tmp_path / "run.json")]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"api: http://127\.0\.0\.1:\d+/api/health", proc.stderr), proc.stderr[-2000:]
-    out = proc.stdout
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines: list[str] = []
+    reader = threading.Thread(target=lambda: err_lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        url = _api_url(err_lines)
+        served = _every_endpoint(url)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    reader.join(timeout=10)
+    stderr = "".join(err_lines)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert served == {path: 200 for path in ("/api/health", *ENDPOINTS, "/api/listings/{id}/window")}, served
     report = json.loads((tmp_path / "run.json").read_text())
     received = report["outcome"]["received"]
     assert received > 0 and report["outcome"]["lost"] == 0
