@@ -91,6 +91,7 @@ class SenderSettings:
     restart_backoff_max: float = 10.0
     max_restarts: int = 5  # a worker failing this many starts in a row stops the sender (typed error)
     drain_timeout: float = 60.0  # close()/SIGTERM: longest wait for workers to confirm or spool their rows
+    ledger_dir: str = "ledger"  # what QuestDB confirmed, per minute (pumpwatch verify); under the state root
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class Settings:
             "state": self.state.dir,
             "questdb data": self.questdb.data_dir,
             "spool": self.sender.spool_dir,
+            "ledger": self.sender.ledger_dir,
             "dead letters": self.connectors.dead_letter_dir,
             "rollout state": self.hybrid.rollout_state,
             "exports": self.hybrid.export_dir,
@@ -305,6 +307,7 @@ _SECTIONS: dict[str, type[Any]] = {
 _STATE_PATHS = (
     ("questdb", "data_dir"),
     ("sender", "spool_dir"),
+    ("sender", "ledger_dir"),
     ("connectors", "dead_letter_dir"),
     ("hybrid", "rollout_state"),
     ("hybrid", "export_dir"),

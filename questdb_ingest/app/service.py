@@ -145,6 +145,7 @@ class Service:
         self._rollback_seen_ns = 0
         self._failure_alerted = False
         self._failed_hooks: set[str] = set()
+        self.stop_reason = ""  # set by run(): stopped | failure | duration
         self.probe = QuestDBProbe(settings)
         self.api: Any = None  # ApiServer, when serving
         self.replay_pid: int | None = None  # the replay server this service started
@@ -382,10 +383,14 @@ class Service:
             if self.runtime is not None:
                 from ..hybrid.runtime import running
 
-                async with running(self.runtime, stop):
+                async with running(self.runtime, stop):  # (it sets ``stop`` on the way out)
                     await source.run(duration, stop, tick)
+                    stopped = stop.is_set()
             else:
                 await source.run(duration, stop, tick)
+                stopped = stop.is_set()
+            # why capture ended: ``stop`` was set (SIGINT/SIGTERM or the caller), the sender failed, or time
+            self.stop_reason = "stopped" if stopped else "failure" if self.failure is not None else "duration"
         finally:
             if injector is not None:
                 injector.cancel()

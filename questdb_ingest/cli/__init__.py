@@ -17,8 +17,9 @@ from .replay import replay_server
 from .retention import retention
 from .rollout import rollout
 from .top import top
+from .verify import verify
 
-for _group in (alerts, backup, bench, compare_group, query, replay_server, retention, rollout, top):
+for _group in (alerts, backup, bench, compare_group, query, replay_server, retention, rollout, top, verify):
     main.add_command(_group)
 
 __all__ = ["main"]

@@ -427,13 +427,14 @@ def load(
                 outcome = service.stop()
         elapsed = service.snapshot().uptime_s
     metrics = outcome.metrics
-    why = "stopped by signal" if stop_requested.is_set() else "done"
+    by_signal = stop_requested.is_set() or service.stop_reason == "stopped"
+    why = "stopped by signal" if by_signal else "done"
     console.print(f"{why}: submitted {outcome.received:,} trades in {elapsed:.1f}s")
     console.print(exchange_table(metrics, "per exchange (final)"))
     console.print(worker_table(metrics))
     console.print(books_line(metrics))
     if json_path:
-        report = {"submitted": outcome.received, "elapsed_s": elapsed, "stopped_by_signal": stop_requested.is_set()}
+        report = {"submitted": outcome.received, "elapsed_s": elapsed, "stopped_by_signal": by_signal}
         _write_json(json_path, report | {"metrics": metrics.to_dict()})
     if outcome.lost:
         raise DataLossError(

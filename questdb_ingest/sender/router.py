@@ -143,6 +143,7 @@ class ShardedSender:
             spool_linger=se.spool_linger,
             retry_initial=se.retry_initial,
             retry_max=se.retry_max,
+            ledger_dir=se.ledger_dir,
             log=logs.current(),  # the workers log like this process (format, level, file)
         )
         self._ctx = multiprocessing.get_context("spawn")
@@ -312,7 +313,7 @@ class ShardedSender:
                 continue
             try:
                 with shard.send_lock:
-                    conn.send(("batch", part.batch_id))
+                    conn.send(("batch", part.batch_id, part.sends > 1))
                     conn.send_bytes(part.payload)
             except OSError:
                 with self._cond:  # the worker died; wait for the supervisor to start the next one

@@ -255,6 +255,10 @@ class Spool:
     def __len__(self) -> int:
         return self.state.records
 
+    def segment_numbers(self) -> list[int]:
+        """The segments on disk, oldest first."""
+        return self._numbers()
+
     def oldest(self) -> tuple[int, Iterator[SpoolRecord]] | None:
         """The oldest segment's number and its records; seals the active segment if it is the only one."""
         if not self._segment_rows:

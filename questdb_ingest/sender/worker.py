@@ -52,6 +52,7 @@ from ..ingest.ilp import parse_conf
 from ..logs import LogSpec
 from ..logs import configure as configure_logging
 from .codec import Decoded, combine, decode
+from .ledger import Ledger
 from .sinks import Sink, open_sink
 from .spool import Spool, SpoolRecord
 
@@ -88,6 +89,7 @@ class WorkerConfig:
     min_linger: float = 0.0
     spool_linger: float = 0.25
     adopt: tuple[int, ...] = ()  # spool shards of a larger earlier worker count, replayed here
+    ledger_dir: str = ""  # where the confirmation ledger goes ("": none)
     log: LogSpec | None = None  # None: warnings only, Python's format (a sender used as a library)
 
 
@@ -102,6 +104,7 @@ class _Batch:
     batch_id: int
     payload: bytes
     decoded: Decoded
+    resent: bool = False  # the router sent it before, to a worker that died (it may be stored already)
 
 
 @dataclass
@@ -156,6 +159,9 @@ class Worker:
         for spool in list(self.adopted):
             self._release_adopted(spool)  # nothing left in it (an earlier incarnation replayed it)
         self.dead_letter: Spool | None = None
+        self.ledger = Ledger(config.ledger_dir, config.shard, config.table) if config.ledger_dir else None
+        # Segments present at start may have been partly replayed by a worker that died: ledgered as resent.
+        self._replay_upto = {str(s.directory): max(s.segment_numbers(), default=0) for s in self._spools()}
         self.sink: Sink = open_sink(config.conf, config.table)
         self.pending: list[_Batch] = []
         self.coalescing: list[_Batch] = []  # spooling: gathered for one record, not yet acknowledged
@@ -253,6 +259,8 @@ class Worker:
                 self._spool_overflow()
             if now - self._last_stats >= STATS_INTERVAL:
                 self._send("stats")
+                if self.ledger is not None:
+                    self.ledger.maybe_flush()
 
     def _drained(self) -> bool:
         """Done when nothing is held in memory: sent, or on disk — while QuestDB takes the replay it goes
@@ -353,6 +361,8 @@ class Worker:
         now_ns = time.time_ns()
         for b in batches:
             self._record_delay(b.decoded, now_ns)
+            if self.ledger is not None:
+                self.ledger.add(b.decoded, resent=b.resent)
         self.stats.rows_confirmed += sum(b.decoded.rows for b in batches)
         self.stats.flushes += 1
         self._recovered()
@@ -575,9 +585,12 @@ class Worker:
         assert chunk is not None
         seg = self._past_chunk()
         now_ns = time.time_ns()
+        again = seg.number <= self._replay_upto.get(str(seg.spool.directory), 0)
         for d in chunk.decoded:
             self._record_delay(d, now_ns)
             _count(self.stats.replayed, d.exchange_rows())
+            if self.ledger is not None:
+                self.ledger.add(d, resent=again)
         if seg.done == len(seg.records):  # the whole segment is confirmed: delete it now
             seg.spool.remove(seg.number)
             self._segment = None
@@ -613,6 +626,8 @@ class Worker:
         self._send("replayed")
 
     def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.flush()
         for spool in self._spools():
             spool.close()
         if self.dead_letter is not None:
@@ -686,7 +701,7 @@ def _reader(conn: Connection, inbox: queue.Queue[tuple[str, Any]]) -> None:
         except (EOFError, OSError):
             inbox.put(("eof", None))
             return
-        inbox.put(("batch", _Batch(msg[1], payload, decode(payload))))
+        inbox.put(("batch", _Batch(msg[1], payload, decode(payload), resent=len(msg) > 2 and bool(msg[2]))))
 
 
 def worker_main(config: WorkerConfig, conn: Connection) -> None:
