@@ -139,8 +139,12 @@ class Service:
         self.runtime: Any = None  # HybridRuntime, built only with --hybrid-mode
         self.source: Source | None = None
         # One alert path for every part: log line + /api/alerts + webhook (rate-limited, deduplicated).
-        self.dispatcher = AlertDispatcher(settings.alerts) if alerts is None else None
-        self.alerts: AlertSink = alerts if alerts is not None else self.dispatcher  # type: ignore[assignment]
+        self.dispatcher: AlertDispatcher | None = None
+        self.alerts: AlertSink
+        if alerts is None:
+            self.dispatcher = self.alerts = AlertDispatcher(settings.alerts)
+        else:
+            self.alerts = alerts
         self.watches = Watches(settings.alerts, self.alerts)
         self._rollback_seen_ns = 0
         self._failure_alerted = False

@@ -264,3 +264,36 @@ def test_health_is_503_with_the_reasons_when_feeds_are_down(qdb: QuestDB, tmp_pa
         assert kinds == {("feed.down", "binance_spot"), ("feed.down", "okx_spot")}
     finally:
         run.stop()
+
+
+def test_capture_goes_on_when_the_api_process_is_killed(qdb: QuestDB, tmp_path: Path) -> None:
+    """SIGKILL the API child mid-run: the service keeps publishing into the channel (never waits on
+    a reader), keeps capturing, and stops with every trade stored."""
+    import os
+    import signal
+
+    base = scoped_settings(qdb.prefix)
+    settings = replace(
+        base,
+        api=replace(base.api, port=0),
+        sender=replace(base.sender, spool_dir=str(tmp_path / "spool"), workers=1),
+        state=replace(base.state, dir=str(tmp_path)),
+    )
+    service = Service(settings, ServiceOptions(source="synthetic", rate=500, burst_rate=0, workers=1)).start()
+    run = Running(service)
+    run.thread.start()
+    try:
+        assert service.api is not None and service.api.pid is not None
+        status, _, _ = _get(_url(run, "/api/metrics"))
+        assert status == 200
+        os.kill(service.api.pid, signal.SIGKILL)
+        before = service.latest().received
+        deadline = time.monotonic() + 30
+        while service.latest().received < before + 1000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert service.latest().received >= before + 1000  # 2 s more of trades after the kill
+        assert run.thread.is_alive()
+    finally:
+        run.stop()
+    outcome = service.stop()
+    assert outcome.received > 0 and outcome.lost == 0 and outcome.metrics.books.balanced
