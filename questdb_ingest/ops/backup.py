@@ -72,6 +72,7 @@ from .backup_files import (
     sha256_file,
     walk_root,
 )
+from .loop import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -895,7 +896,7 @@ def upload_backup(backup: Path, url: str) -> str:
 
 
 # --------------------------------------------------------------------------- scheduler
-class BackupScheduler:
+class BackupScheduler(Periodic):
     """The service's backup job: every ``interval`` seconds create a backup, prune old ones and upload
     the new one when configured, in a thread of its own, raising ``backup.created`` (info) or
     ``backup.failed`` (critical) through ``sink``. The first run is due ``interval`` after the newest
@@ -926,8 +927,7 @@ class BackupScheduler:
         self.last_result: BackupResult | None = None
         self.last_error: str = ""
         self.next_due: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def running(self) -> bool:
@@ -937,15 +937,7 @@ class BackupScheduler:
         """Start the thread (nothing when ``interval`` is 0: scheduled backups are off)."""
         if self.interval <= 0 or self.running:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="backup-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.start_loop("backup-scheduler")
 
     def status(self) -> dict[str, Any]:
         """For the service's API: the schedule and the last outcome."""

@@ -47,6 +47,7 @@ from ..store.migrations import discover, schema_dir
 from ..store.pg import connect
 from ..store.queries import wait_applied, wal_sequencer_txn
 from .alerts import Alert, AlertSink, Severity
+from .loop import Periodic
 from .maintenance import TABLE as EVENTS_TABLE
 from .maintenance import MaintenanceEvent, record_maintenance_event
 from .spool_scan import SpoolScanner
@@ -396,7 +397,7 @@ class _Run:
     interruptible: bool = False  # the loop's runs end early on stop(); a manual run goes to the end
 
 
-class RetentionManager:
+class RetentionManager(Periodic):
     """The policy above over one namespace's tables. ``run_once`` is one check (the CLI's
     ``apply``); ``start``/``stop`` run it every ``retention.interval`` in a thread of its own
     (independent of any event loop: a drop may wait seconds for QuestDB).
@@ -425,8 +426,7 @@ class RetentionManager:
         self.apply_timeout = apply_timeout
         self.last_report: RetentionReport | None = None
         self._run_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         spaces = [settings, settings.for_demo()] if settings.schema.demo_prefix else [settings]
         self._spooled_tables = tuple(dict.fromkeys(ns.table("trades") for ns in spaces))
 
@@ -435,16 +435,7 @@ class RetentionManager:
         """Check now, then every ``retention.interval`` until ``stop`` (no-op when disabled)."""
         if not self.policy.enabled or self._thread is not None:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Stop the loop; a run in progress ends after its current drop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.start_loop("retention")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
