@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
 import sys
@@ -15,14 +17,29 @@ from typing import IO
 from ..errors import ConnectorError
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask the kernel for SIGTERM when the parent dies (Linux; elsewhere no-op)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+PR_SET_PDEATHSIG = 1
+
+
 class ReplayProcess:
-    """``with ReplayProcess(["--rate", "2000"]) as replay: replay.base_url``"""
+    """``with ReplayProcess(["--rate", "2000"]) as replay: replay.base_url``
+
+    The server gets SIGTERM when the process that started it dies, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``), so a killed ``pumpwatch run`` never leaves it behind holding its port."""
 
     def __init__(self, args: Sequence[str] = (), *, port: int | None = None, start_timeout: float = 30.0) -> None:
         self.port = port or free_port()
@@ -34,7 +51,7 @@ class ReplayProcess:
 
     def __enter__(self) -> ReplayProcess:
         cmd = [sys.executable, "-m", "questdb_ingest", "replay-server", "--port", str(self.port), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -199,3 +199,57 @@ def test_a_wrong_questdb_password_says_authentication_failed(qdb: QuestDB, tmp_p
     assert done.returncode == 1, done.stderr
     assert "authentication failed" in done.stderr and "questdb start" not in done.stderr
     assert "not it" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_killed_run_leaves_no_replay_server_or_api_behind(qdb: QuestDB, tmp_path: Path) -> None:
+    """SIGKILL ``pumpwatch run --source replay``: the replay server it started (PR_SET_PDEATHSIG) and
+    its API process (it watches its parent) both exit, so nothing keeps running or holds a port."""
+    import signal
+    import time
+
+    env = dict(os.environ)
+    env.update(PUMPWATCH_SCHEMA_TABLE_PREFIX=qdb.new_prefix(), PUMPWATCH_STATE_DIR=str(tmp_path),
+               PUMPWATCH_SENDER_WORKERS="1", PUMPWATCH_API_PORT="0")  # fmt: skip
+    cmd = [sys.executable, "-m", "questdb_ingest", "run", "--source", "replay", "--connectors", "binance_spot",
+           "--seconds", "120"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the API line comes once every part is up
+            if "api: http" in line:
+                break
+        children = _children(proc.pid)
+        names = {pid: _cmdline(pid) for pid in children}
+        replay = [pid for pid, c in names.items() if "replay-server" in c]
+        api = [pid for pid, c in names.items() if "multiprocessing" in c and pid not in replay]
+        assert replay, names
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(_running(p) for p in replay + api) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [p for p in replay + api if _running(p)] == []
+    finally:
+        proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(x) for x in (task / "children").read_text().split()]
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]
