@@ -26,7 +26,11 @@ class RateSchedule:
 
     def rate_at(self, elapsed: float) -> float:
         """Trades/s at ``elapsed`` seconds after the start."""
-        if self.burst_seconds > 0 and elapsed % self.burst_every >= self.burst_every - self.burst_seconds:
+        if (
+            self.burst_seconds > 0
+            and self.burst_rate > 0  # 0 = no bursts (not silent windows)
+            and elapsed % self.burst_every >= self.burst_every - self.burst_seconds
+        ):
             return self.burst_rate
         return self.rate
 

@@ -68,6 +68,7 @@ def test_load_pattern_has_pumps() -> None:
     rates = [p.rate_at(t) for t in range(120)]
     assert rates.count(5000) == 20 and rates.count(1000) == 100
     assert RateSchedule.steady(300).rate_at(31) == 300
+    assert [RateSchedule(rate=700, burst_rate=0).rate_at(t) for t in range(120)] == [700] * 120  # 0 = no bursts
 
 
 def test_books_balance_only_when_every_row_is_accounted_for() -> None:
