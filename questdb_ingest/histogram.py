@@ -25,6 +25,25 @@ def _new() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
+_VALUES: dict[int, npt.NDArray[np.float64]] = {}
+
+
+def _index_values(h: HdrHistogram) -> npt.NDArray[np.float64]:
+    """The highest value (µs) each slot of an HDR counts array holds, ascending (HdrHistogram's
+    ``get_value_from_index`` + equivalent range, vectorised; one layout for all our histograms)."""
+    if h.counts_len not in _VALUES:
+        idx = np.arange(h.counts_len, dtype=np.int64)
+        bucket = (idx >> h.sub_bucket_half_count_magnitude) - 1
+        sub = (idx & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+        low = bucket < 0
+        sub[low] -= h.sub_bucket_half_count
+        bucket[low] = 0
+        lowest = sub << (bucket + h.unit_magnitude)
+        # the slot's highest equivalent value: a sample counts under a bound only if its whole slot does
+        _VALUES[h.counts_len] = (lowest + (1 << (bucket + h.unit_magnitude)) - 1).astype(np.float64)
+    return _VALUES[h.counts_len]
+
+
 class Histogram:
     """A latency distribution in milliseconds, with the exact sum and max beside the HDR counts."""
 
@@ -87,14 +106,13 @@ class Histogram:
         return h
 
     def cumulative(self, bounds_ms: list[float]) -> list[int]:
-        """Recorded values ≤ each bound (ascending bounds): a Prometheus histogram's ``le`` buckets."""
-        out = [0] * len(bounds_ms)
-        for item in self._hdr.get_recorded_iterator():
-            value_ms = item.value_iterated_to / 1000.0  # values are recorded at 3 significant digits
-            for i, bound in enumerate(bounds_ms):
-                if value_ms <= bound:
-                    out[i] += item.count_at_value_iterated_to
-        return out
+        """Recorded values ≤ each bound (ascending bounds): a Prometheus histogram's ``le`` buckets.
+        Vectorised over the HDR counts array (the library's iterator is ~1000x slower in Python)."""
+        counts = np.ctypeslib.as_array(self._hdr.counts)
+        cum = np.cumsum(counts)
+        values_ms = _index_values(self._hdr) / 1000.0
+        at = np.searchsorted(values_ms, np.asarray(bounds_ms, dtype=np.float64), side="right")
+        return [int(cum[i - 1]) if i else 0 for i in at.tolist()]
 
     def summary(self) -> dict[str, float]:
         return {

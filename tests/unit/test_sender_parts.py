@@ -74,3 +74,17 @@ def test_load_pattern_has_pumps() -> None:
 def test_books_balance_only_when_every_row_is_accounted_for() -> None:
     assert Books(100, 5, 80, 5, 1, 10, 9).balanced
     assert not Books(100, 0, 80, 0, 0, 10, 9).balanced
+
+
+def test_cumulative_buckets_equal_the_hdr_iterators_count() -> None:
+    """The vectorised ``le`` counts agree with HdrHistogram's own recorded iterator, slot by slot."""
+    h = Histogram()
+    h.add_many(np.random.default_rng(4).exponential(500.0, 50_000))
+    h.add_many(np.array([0.001, 0.5, 3_000_000.0]))
+    bounds = [0.0005, 0.001, 0.5, 50.0, 100.0, 499.0, 500.0, 1000.0, 60_000.0, 1e9]
+    want = [0] * len(bounds)
+    for item in h._hdr.get_recorded_iterator():
+        for i, bound in enumerate(bounds):
+            if item.value_iterated_to / 1000.0 <= bound:
+                want[i] += item.count_at_value_iterated_to
+    assert h.cumulative(bounds) == want and want[-1] == h.count
