@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 PARENT_CHECK_S = 1.0
+NICE = 10  # the API process's scheduling priority below the service's
 
 
 class SharedView:
@@ -64,6 +65,8 @@ def _child(settings: Settings, channel_name: str, conn: Connection, parent: int)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # capture first: on a busy box the API waits, the feeds do not
     spec = current()
     if spec is not None:
         configure(spec)

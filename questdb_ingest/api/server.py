@@ -41,6 +41,8 @@ from .prometheus import exposition, registry_for
 
 log = logging.getLogger(__name__)
 
+QUERY_THREADS = 2
+QUERY_CACHE_S = 1.0
 STALE_S = 10.0  # a running service whose snapshot is older than this is reported unhealthy (loop stalled)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -69,7 +71,10 @@ class ApiApp:
         self.settings = settings
         self.requests = 0
         self._registry = registry_for(self._fresh)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-query")
+        # QuestDB shares the box with capture: at most QUERY_THREADS API queries at a time, and an
+        # answer is reused for QUERY_CACHE_S, so a dashboard burst costs QuestDB little.
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="api-query")
+        self._cache: dict[tuple[Any, ...], tuple[float, asyncio.Future[Any]]] = {}
 
     # -- the application --------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -104,9 +109,18 @@ class ApiApp:
         return self.service.latest()
 
     async def _query(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(settings, *args)`` in the query pool: PGWire never runs on an event loop."""
+        """``fn(settings, *args)`` in the query pool (PGWire never runs on an event loop); identical
+        requests within ``QUERY_CACHE_S`` share one query (in flight or answered)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, self.settings, *args)
+        key = (fn.__name__, *args)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < QUERY_CACHE_S and not (hit[1].done() and hit[1].exception()):
+            return await asyncio.shield(hit[1])
+        future = loop.run_in_executor(self._pool, fn, self.settings, *args)
+        self._cache = {k: v for k, v in self._cache.items() if now - v[0] < QUERY_CACHE_S}
+        self._cache[key] = (now, future)
+        return await asyncio.shield(future)
 
     # -- state endpoints (the snapshot) -------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
@@ -217,6 +231,7 @@ class ApiApp:
         except PumpwatchError as exc:
             raise ApiRequestError(str(exc)) from None
         limit = _int(request, "limit", 1000, 1, 100_000)
+        since_ns -= since_ns % 1_000_000_000  # to the second: "since=1h" polled by a dashboard shares a query
         return _json(await self._query(queries.gaps, since_ns, limit))
 
 
