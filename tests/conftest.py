@@ -34,9 +34,12 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def pytest_configure(config: pytest.Config) -> None:
     """The suite (and every process it starts) keeps its files in a state root of its own, never in
-    the user's ``~/.local/share/pumpwatch``."""
+    the user's ``~/.local/share/pumpwatch``, and its APIs on free ports."""
     if "PUMPWATCH_STATE_DIR" not in os.environ:
         os.environ["PUMPWATCH_STATE_DIR"] = tempfile.mkdtemp(prefix="pumpwatch-tests-")
+    # Every `pumpwatch run` the suite starts serves its API on a free port: never on an operator's
+    # 8780, never on another test's.
+    os.environ.setdefault("PUMPWATCH_API_PORT", "0")
 
 
 def scoped_settings(prefix: str, **overrides: dict[str, object]) -> Settings:
