@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import psycopg
 from aiohttp import web
 
 from ..app.snapshot import ServiceSnapshot
@@ -102,8 +103,11 @@ class ApiApp:
             raise
         except (ApiRequestError, QueryArgumentError) as exc:
             return _json({"error": str(exc)}, 400)
-        except PumpwatchError as exc:  # QuestDB down or refusing: the data endpoints cannot answer
+        except PumpwatchError as exc:  # QuestDB refusing or the query failed: the data endpoints cannot answer
             return _json({"error": str(exc)}, 503)
+        except psycopg.Error as exc:  # QuestDB not reachable over PGWire
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            return _json({"error": f"QuestDB is not reachable: {reason}"}, 503)
 
     def _fresh(self) -> ServiceSnapshot:
         return self.service.latest()

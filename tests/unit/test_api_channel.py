@@ -128,3 +128,43 @@ def test_prometheus_exposes_the_maintenance_jobs_and_the_alert_path() -> None:
     assert samples[("pumpwatch_backup_last_bytes", ())] == 1024
     assert samples[("pumpwatch_trade_delay_seconds_count", ())] == 3  # the sender's HDR histogram
     assert samples[("pumpwatch_trade_delay_seconds_bucket", (("le", "0.05"),))] == 2  # 1 ms and 2 ms, not 300
+
+
+def test_data_endpoints_answer_503_when_questdb_is_unreachable() -> None:
+    """The routes over a snapshot, with QuestDB's PGWire port closed: state endpoints still answer,
+    data endpoints say 503 with the reason (never a 500 with a traceback)."""
+    import asyncio
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from questdb_ingest.api.server import ApiApp
+    from questdb_ingest.config import load_settings
+    from questdb_ingest.connectors.replay_process import free_port
+
+    base = load_settings(env={})
+    settings = dataclasses.replace(base, questdb=dataclasses.replace(base.questdb, pg_port=free_port()))
+    snap = _snapshot(3)
+
+    class View:
+        def __init__(self) -> None:
+            self.settings = settings
+
+        def latest(self) -> ServiceSnapshot:
+            return snap
+
+        def recent_alerts(self, limit: int) -> list[dict[str, object]]:
+            return []
+
+    async def scenario() -> dict[str, tuple[int, str]]:
+        async with TestClient(TestServer(ApiApp(View(), settings).application())) as client:
+            out = {}
+            for path in ("/api/metrics", "/api/trades/recent?limit=5", "/api/gaps?since=1h", "/api/listings"):
+                resp = await client.get(path)
+                out[path] = (resp.status, (await resp.json()).get("error", "") if resp.status != 200 else "")
+            return out
+
+    got = asyncio.run(scenario())
+    assert got["/api/metrics"] == (200, "")
+    for path in ("/api/trades/recent?limit=5", "/api/gaps?since=1h", "/api/listings"):
+        assert got[path][0] == 503 and "QuestDB" in got[path][1], got
