@@ -79,15 +79,15 @@ def test_the_quickstart_command_captures_detects_and_reports(qdb: QuestDB, tmp_p
     env.update(
         PUMPWATCH_SCHEMA_TABLE_PREFIX=prefix,
         PUMPWATCH_STATE_DIR=str(tmp_path),
-        PUMPWATCH_HYBRID_WINDOW_BEFORE="3",
-        PUMPWATCH_HYBRID_WINDOW_AFTER="3",
-        PUMPWATCH_HYBRID_WINDOW_SETTLE="1",
+        PUMPWATCH_HYBRID_WINDOW_BEFORE="2",
+        PUMPWATCH_HYBRID_WINDOW_AFTER="2",
+        PUMPWATCH_HYBRID_WINDOW_SETTLE="0.5",
         PUMPWATCH_CONNECTORS_ENABLED="binance_spot,okx_futures,upbit_spot,bithumb_spot",
         COLUMNS="400",
     )
     env.pop("PUMPWATCH_SCHEMA_DEMO_PREFIX", None)
-    cmd = [sys.executable, "-m", "questdb_ingest", "run", "--source", "replay", "--hybrid-mode", "--seconds", "20",
-           "--list-coin", "QSTEST", "--list-after", "3", "--api-port", "0", "--rate", "200", "--json",
+    cmd = [sys.executable, "-m", "questdb_ingest", "run", "--source", "replay", "--hybrid-mode", "--seconds", "13",
+           "--list-coin", "QSTEST", "--list-after", "2", "--api-port", "0", "--rate", "200", "--json",
            str(tmp_path / "run.json")]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []
