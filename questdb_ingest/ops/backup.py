@@ -57,6 +57,7 @@ from psycopg import sql
 from ..config import QuestDBSettings, Settings
 from ..errors import BackupError, BackupVerifyError, BackupVersionError, RestoreTargetError
 from ..resources import questdb_pin
+from ..timefmt import iso
 from .alerts import Alert, AlertSink
 from .backup_files import (
     CHUNK,
@@ -175,6 +176,19 @@ def read_manifest(backup: Path) -> Manifest:
     return Manifest.from_json(text, str(path))
 
 
+def _summary(name: str, path: Path, m: Manifest) -> dict[str, Any]:
+    """What ``backup list`` and ``backup create`` both report of a backup."""
+    return {
+        "name": name,
+        "path": str(path),
+        "created_at": m.created_at,
+        "questdb_version": m.questdb_version,
+        "compress": m.compress,
+        "files": len(m.files),
+        "bytes": m.total_bytes,
+    }
+
+
 @dataclass(frozen=True)
 class BackupInfo:
     """A complete backup found under a destination."""
@@ -190,25 +204,17 @@ class BackupInfo:
     def as_dict(self) -> dict[str, Any]:
         m = self.manifest
         return {
-            "name": self.name,
-            "path": str(self.path),
-            "created_at": m.created_at,
-            "questdb_version": m.questdb_version,
-            "compress": m.compress,
-            "files": len(m.files),
-            "bytes": m.total_bytes,
+            **_summary(self.name, self.path, m),
             "bytes_on_disk": self.size_on_disk,
             "rows": {t.name: t.rows for t in m.tables},
         }
 
 
 def _iso(raw: int | None, unit: str) -> str | None:
+    """A ``_txn`` timestamp (ns or µs, as the table keeps it) in the one time format, all its digits."""
     if raw is None:
         return None
-    ns = raw if unit == "ns" else raw * 1000
-    secs, frac = divmod(ns, 10**9)
-    stamp = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z" if unit == "ns" else f"{stamp}.{frac // 1000:06d}Z"
+    return iso(raw, 9) if unit == "ns" else iso(raw * 1000, 6)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -256,13 +262,7 @@ class BackupResult:
     def as_dict(self) -> dict[str, Any]:
         m = self.manifest
         return {
-            "name": m.name,
-            "path": str(self.path),
-            "created_at": m.created_at,
-            "questdb_version": m.questdb_version,
-            "compress": m.compress,
-            "files": len(m.files),
-            "bytes": m.total_bytes,
+            **_summary(m.name, self.path, m),
             "archive": m.archive,
             "checkpoint_held_s": m.checkpoint_held_s,
             "seconds": round(self.seconds, 3),

@@ -46,6 +46,7 @@ from ..errors import RetentionError
 from ..store.migrations import discover, schema_dir
 from ..store.pg import connect
 from ..store.queries import wait_applied, wal_sequencer_txn
+from ..timefmt import iso
 from .alerts import Alert, AlertSink, Severity
 from .loop import Periodic
 from .maintenance import TABLE as EVENTS_TABLE
@@ -268,7 +269,8 @@ def table_partitions(conn: Conn, table: str) -> list[Partition]:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A naive UTC datetime in the one time format, to the second."""
+    return iso((calendar.timegm(moment.utctimetuple()) * 10**6 + moment.microsecond) * 1000, 0)
 
 
 def _naive(ts_ns: int) -> dt.datetime:
