@@ -78,7 +78,7 @@ FSYNC_POLICIES = ("always", "segment", "never")
 class SenderSettings:
     """The sharded sender: worker processes, retry/backoff, queue bounds and the durable spool."""
 
-    workers: int = 0  # 0 = one per CPU core
+    workers: int = 0  # 0 = one per two CPU cores
     max_queue_rows: int = 400_000  # per shard, unconfirmed rows held by the router
     spool_dir: str = "spool"  # under the state root unless absolute
     spool_max_bytes: int = 8 << 30
@@ -424,7 +424,7 @@ def _validate_backup(b: BackupSettings) -> None:
 
 def _validate_sender(se: SenderSettings) -> None:
     if not 0 <= se.workers <= 256:
-        raise ConfigError("sender.workers", f"must be in 0..256 (0 = one per core), got {se.workers}")
+        raise ConfigError("sender.workers", f"must be in 0..256 (0 = one per two cores), got {se.workers}")
     if se.max_queue_rows < 1:
         raise ConfigError("sender.max_queue_rows", f"must be >= 1, got {se.max_queue_rows}")
     if not se.spool_dir:

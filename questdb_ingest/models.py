@@ -423,8 +423,8 @@ class TradeBatch:
         seq_missing = self.sequence_number == NO_SEQUENCE
         return pd.DataFrame(
             {
-                "exchange": pd.Series(self.exchange, dtype=object, copy=False),
-                "market_type": pd.Series(self.market_type, dtype=object, copy=False),
+                "exchange": _text_column(self.exchange),
+                "market_type": _text_column(self.market_type),
                 "symbol": pd.Series(self.symbol, dtype=object, copy=False),
                 "price": self.price,
                 "quantity": self.quantity,
@@ -436,6 +436,14 @@ class TradeBatch:
             },
             copy=False,
         )
+
+
+def _text_column(values: ObjArray) -> pd.Series[Any] | pd.Categorical[str]:
+    """An object column for the client: a one-value (zero-stride) column as a one-category
+    Categorical, which the client takes as it is; a real array as it is."""
+    if len(values) and values.strides == (0,):
+        return pd.Categorical.from_codes(np.zeros(len(values), dtype=np.int8), pd.Index([str(values[0])]))
+    return pd.Series(values, dtype=object, copy=False)
 
 
 def _obj(values: Sequence[str] | ObjArray) -> ObjArray:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import questdb
 from rich.console import Console
 from rich.table import Table
 
@@ -27,19 +26,17 @@ from ..config import Settings
 from ..connectors.core import Frame, FrameParser, Instruments, TradeColumns, VenueProtocol
 from ..connectors.registry import Connector
 from ..connectors.synthetic import symbol_universe
-from ..ingest.ilp import writer_conf
-from ..models import TRADE_SYMBOL_COLUMNS, Trade, TradeBatch, now_ns
+from ..models import Trade, now_ns
 from ..sender import ShardedSender
-from ..sender.sinks import transport_conf
 from .cpu import CpuMeter, questdb_pid
-from .insert import _drop, _finish, _wait_ready, fresh_tables
+from .insert import _drop, _wait_ready, fresh_tables
 from .machine import machine_info
 
 if TYPE_CHECKING:
     from ..connectors.replay_process import ReplayProcess
+    from .contest import ContestResult
 
 TRADES_PER_CALL = 4
-DRAIN_ROWS = 20_000
 
 
 @dataclass
@@ -135,111 +132,20 @@ def bench_parse(mixes: list[VenueMix], repeat: int = 3) -> list[ParseRow]:
     return rows
 
 
-def _interleaved(mixes: list[VenueMix]) -> list[tuple[VenueMix, FrameParser, list[Frame]]]:
-    """Work items of ~DRAIN_ROWS trades each, round-robin over venues (frames arrive mixed)."""
-    items: list[list[tuple[VenueMix, FrameParser, list[Frame]]]] = []
-    for mix in mixes:
-        parse = mix.proto.make_parser(mix.instruments)
-        per_frame = max(1, mix.trades // max(1, len(mix.frames)))
-        step = max(1, DRAIN_ROWS // per_frame)
-        items.append([(mix, parse, mix.frames[i : i + step]) for i in range(0, len(mix.frames), step)])
-    out: list[tuple[VenueMix, FrameParser, list[Frame]]] = []
-    for i in range(max(len(x) for x in items)):
-        out.extend(x[i] for x in items if i < len(x))
-    return out
-
-
-Timed = tuple[float, float, int, dict[str, float]]
-
-
-def _run_pipeline(settings: Settings, mixes: list[VenueMix], workers: int) -> Timed:
-    scoped = fresh_tables(settings, "bench_pipe_")
-    table = scoped.table("trades")
-    rows = sum(m.trades for m in mixes)
-    work = _interleaved(mixes)
-    server = CpuMeter({"questdb": [pid for pid in [questdb_pid(settings)] if pid]})
-    with ShardedSender(scoped, workers=workers) as snd:
-        snd.flush(timeout=120)
-        _wait_ready(snd)
-        ours = CpuMeter({"producer": [os.getpid()], "sender workers": snd.worker_pids()}).start()
-        server.start()
-        started = time.perf_counter()
-        recv = now_ns()
-        for mix, parse, frames in work:
-            out = TradeColumns()
-            _parse_all(parse, frames, out, recv)
-            snd.submit(out.drain(mix.proto.spec.exchange, mix.proto.spec.market_type))
-        snd.flush()
-        sent_at = time.perf_counter()
-        cpu = ours.stop()
-    r = _finish(scoped, table, started, sent_at, rows, "pipeline")
-    cpu |= server.stop()
-    _drop(settings, "bench_pipe_")
-    return r.send_s, r.visible_s, rows, cpu
-
-
-def _run_baseline(settings: Settings, mixes: list[VenueMix]) -> Timed:
-    scoped = fresh_tables(settings, "bench_base_")
-    table = scoped.table("trades")
-    rows = sum(m.trades for m in mixes)
-    work = _interleaved(mixes)
-    conf = writer_conf(transport_conf(settings, "http")).replace("auto_flush=off;", "")
-    conf += f"auto_flush_rows={settings.ingest.batch_rows};auto_flush_interval=off;"
-    symbols = list(TRADE_SYMBOL_COLUMNS)
-    meter = CpuMeter({"producer": [os.getpid()], "questdb": [pid for pid in [questdb_pid(settings)] if pid]})
-    meter.start()
-    started = time.perf_counter()
-    with questdb.Sender.from_conf(conf) as sender:
-        recv = now_ns()
-        for mix, parse, frames in work:
-            out = TradeColumns()
-            _parse_all(parse, frames, out, recv)
-            batch: TradeBatch = out.drain(mix.proto.spec.exchange, mix.proto.spec.market_type)
-            sender.dataframe(batch.to_frame(), table_name=table, symbols=symbols, at="ts")
-        sender.flush()
-    sent_at = time.perf_counter()
-    r = _finish(scoped, table, started, sent_at, rows, "baseline")
-    cpu = meter.stop()
-    _drop(settings, "bench_base_")
-    return r.send_s, r.visible_s, rows, cpu
-
-
-@dataclass
-class PipelineResult:
-    trades: int
-    workers: int
-    rounds: list[dict[str, float | str]] = field(default_factory=list)
-
-    def median(self, contender: str) -> float:
-        vals = [float(r["rows_per_s"]) for r in self.rounds if r["contender"] == contender]
-        return float(np.median(vals)) if vals else 0.0
-
-
-def bench_pipeline(settings: Settings, mixes: list[VenueMix], *, workers: int, repeat: int) -> PipelineResult:
-    result = PipelineResult(sum(m.trades for m in mixes), workers)
-    for i in range(repeat):
-        order = ["pipeline", "baseline"] if i % 2 == 0 else ["baseline", "pipeline"]
-        for contender in order:
-            if contender == "pipeline":
-                send_s, visible_s, rows, cpu = _run_pipeline(settings, mixes, workers)
-            else:
-                send_s, visible_s, rows, cpu = _run_baseline(settings, mixes)
-            entry: dict[str, float | str] = {
-                "contender": contender,
-                "send_s": send_s,
-                "visible_s": visible_s,
-                "rows_per_s": rows / visible_s,
-            }
-            entry |= {f"cpu_s {role}": seconds for role, seconds in cpu.items()}
-            result.rounds.append(entry)
-    return result
-
-
 @dataclass
 class ConnectorBenchResult:
     parse: list[ParseRow]
-    pipeline: PipelineResult | None
+    contest: ContestResult | None
+    e2e: E2EResult | None = None
     machine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def e2e_vs_simple(self) -> float:
+        """End to end through the replay sockets, as a multiple of the in-memory simple baseline."""
+        from .contest import SIMPLE
+
+        base = self.contest.median(SIMPLE) if self.contest else 0.0
+        return self.e2e.trades_per_s / base if self.e2e and base else 0.0
 
     def to_json(self) -> str:
         parse = [asdict(p) | {"trades_per_s": p.trades_per_s} for p in self.parse]
@@ -251,11 +157,10 @@ class ConnectorBenchResult:
             "parse_overall_trades_per_s": total_trades / total_s if total_s else 0.0,
             "machine": self.machine,
         }
-        if self.pipeline is not None:
-            body["pipeline"] = asdict(self.pipeline) | {
-                "median_pipeline_rows_per_s": self.pipeline.median("pipeline"),
-                "median_baseline_rows_per_s": self.pipeline.median("baseline"),
-            }
+        if self.contest is not None:
+            body["contest"] = self.contest.to_dict()
+        if self.e2e is not None:
+            body["e2e"] = asdict(self.e2e) | {"vs_simple": self.e2e_vs_simple}
         return json.dumps(body, indent=2)
 
 
@@ -274,23 +179,6 @@ def print_parse(rows: list[ParseRow], console: Console) -> None:
     console.print(table)
 
 
-def print_pipeline(result: PipelineResult, console: Console) -> None:
-    table = Table(title=f"pipeline: {result.trades:,} trades of in-memory frames → QuestDB (visible), median")
-    for col in ("contender", "rounds", "rows/s", "vs baseline", "CPU s (last round)"):
-        table.add_column(col, justify="left" if col in ("contender", "CPU s (last round)") else "right")
-    base = result.median("baseline")
-    for contender, label in (
-        ("pipeline", f"parsers → router → sender x{result.workers}"),
-        ("baseline", "single process: parse → Sender.dataframe"),
-    ):
-        med = result.median(contender)
-        n = sum(1 for r in result.rounds if r["contender"] == contender)
-        last = [r for r in result.rounds if r["contender"] == contender][-1]
-        cpu = ", ".join(f"{k.removeprefix('cpu_s ')} {float(v):.2f}" for k, v in last.items() if k.startswith("cpu_s"))
-        table.add_row(label, str(n), f"{med:,.0f}", f"{med / base:.2f}x" if base else "-", cpu)
-    console.print(table)
-
-
 def run_connector_benchmark(
     settings: Settings,
     connectors: Sequence[Connector],
@@ -300,16 +188,46 @@ def run_connector_benchmark(
     repeat: int,
     pipeline: bool,
     console: Console,
+    contest_trades: int = 300_000,
+    contest_symbols: int = 200,
+    e2e: bool = True,
 ) -> ConnectorBenchResult:
+    """Parser throughput per venue; then (``pipeline``) the contest on Binance ``@trade`` frames with
+    its per-stage CPU table, and the product end to end through the replay server's sockets on the
+    same frames, reported against the contest's simple baseline."""
+    from ..connectors.registry import select
+    from .contest import print_contest, print_stages, run_contest, stage_costs
+
     per = max(1, trades // len(connectors))
-    mixes = build_mix(connectors, per)
-    parse = bench_parse(mixes)
+    parse = bench_parse(build_mix(connectors, per))
     print_parse(parse, console)
-    pipe = None
-    if pipeline:
-        pipe = bench_pipeline(settings, mixes, workers=workers, repeat=repeat)
-        print_pipeline(pipe, console)
-    return ConnectorBenchResult(parse, pipe, machine_info("http"))
+    result = ConnectorBenchResult(parse, None, machine=machine_info("http"))
+    if not pipeline:
+        return result
+    binance = select("binance_spot")
+    mix = build_mix(binance, contest_trades, symbols=contest_symbols)[0]
+    contest = run_contest(settings, mix, workers=workers, repeat=repeat, console=console)
+    contest.stages = stage_costs(mix)
+    contest.machine = result.machine
+    result.contest = contest
+    print_stages(contest.stages, console)
+    print_contest(contest, console)
+    if e2e:
+        result.e2e = bench_e2e(
+            settings,
+            binance,
+            trades=contest_trades,
+            rate=2 * contest_trades,  # offered faster than it can land: the figure is capacity
+            workers=workers,
+            symbols=contest_symbols,
+            playback=True,
+            console=console,
+        )
+        console.print(
+            f"end to end through the replay sockets: {result.e2e.trades_per_s:,.0f} trades/s = "
+            f"[b]{result.e2e_vs_simple:.2f}x[/] the in-memory simple baseline"
+        )
+    return result
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,12 +9,13 @@ import click
 from rich.table import Table
 
 from ..config import Settings
+from ..sender.router import default_workers
 from .support import COUNT, NON_NEGATIVE, POSITIVE_RATE, RATE, SECONDS, WORKERS, ErrorGroup, cli_settings, console
 
 
 def _bench_workers(workers: int, settings: Settings) -> int:
-    """``--workers``, else ``sender.workers``, else one per core (0 means "choose")."""
-    return workers or settings.sender.workers or os.cpu_count() or 1
+    """``--workers``, else ``sender.workers``, else one per two cores (0 means "choose")."""
+    return workers or settings.sender.workers or default_workers()
 
 
 def _write_report(json_path: str, body: str) -> None:
@@ -33,7 +33,7 @@ def bench() -> None:
 @bench.command("insert")
 @click.option("--records", type=COUNT, default=1_000_000, show_default=True)
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option("--transport", type=click.Choice(["http", "ws", "tcp"]), default="http", show_default=True)
 @click.option(
@@ -76,7 +76,7 @@ def bench_insert(
 @click.option("--rate", type=POSITIVE_RATE, default=5000.0, show_default=True, help="Trades/s, steady.")
 @click.option("--seconds", type=SECONDS, default=20.0, show_default=True)
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option(
     "--flush-interval", type=click.FloatRange(0, 3600, min_open=True), help="Override ingest.flush_interval (seconds)."
@@ -106,7 +106,7 @@ def bench_stream(
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
 @click.option("--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector.")
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/lag.json")
 @click.pass_context
@@ -140,23 +140,40 @@ def bench_lag(
     type=COUNT,
     default=1_400_000,
     show_default=True,
-    help="Trades in the frame mix (split over connectors).",
+    help="Trades in the parser benchmark's frame mix (split over connectors).",
 )
-@click.option("--connectors", "names", help="Comma list (default: all 14).")
+@click.option("--connectors", "names", help="Parser benchmark: comma list (default: all 14).")
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--contest-trades", type=COUNT, default=300_000, show_default=True, help="Binance @trade frames in the contest."
 )
+@click.option("--contest-symbols", type=COUNT, default=200, show_default=True, help="Symbols in the contest's frames.")
 @click.option(
-    "--repeat", type=COUNT, default=3, show_default=True, help="Pipeline rounds per contender (median reported)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
-@click.option("--pipeline/--no-pipeline", default=True, show_default=True, help="Also run the QuestDB pipeline rounds.")
+@click.option("--repeat", type=COUNT, default=3, show_default=True, help="Contest rounds per contender (median).")
+@click.option(
+    "--pipeline/--no-pipeline", default=True, show_default=True, help="Also run the QuestDB contest and end to end."
+)
+@click.option("--e2e/--no-e2e", default=True, show_default=True, help="The product through the replay sockets too.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/connectors.json")
 @click.pass_context
 def bench_connectors(
-    ctx: click.Context, trades: int, names: str | None, workers: int, repeat: int, pipeline: bool, json_path: str
+    ctx: click.Context,
+    trades: int,
+    names: str | None,
+    contest_trades: int,
+    contest_symbols: int,
+    workers: int,
+    repeat: int,
+    pipeline: bool,
+    e2e: bool,
+    json_path: str,
 ) -> None:
-    """Parser trades/s per venue on one core, and frames → parsers → router → sender → QuestDB vs a
-    single-process baseline (same frames, same parsers, ``Sender.dataframe``)."""
+    """Parser trades/s per venue on one core; then the pipeline contest on Binance @trade frames: the
+    product (parser → sender) against the simple single-process handler (msgspec → numpy →
+    ``Sender.dataframe``, 50k-row requests; with and without DEDUP) and the raw client on pre-built
+    columns, every contender timed until ``count()`` shows all rows, with a per-stage CPU table; and the
+    product end to end through the replay server's sockets, as a ratio to the same simple baseline."""
     from ..bench.connectors import run_connector_benchmark
     from ..connectors.registry import select
 
@@ -169,6 +186,9 @@ def bench_connectors(
         repeat=repeat,
         pipeline=pipeline,
         console=console,
+        contest_trades=contest_trades,
+        contest_symbols=contest_symbols,
+        e2e=e2e,
     )
     _write_report(json_path, result.to_json())
 
@@ -181,7 +201,7 @@ def bench_connectors(
 @click.option("--connectors", "names", help="Comma list (default: all 14).")
 @click.option("--symbols", type=COUNT, default=10, show_default=True, help="Instruments per connector.")
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option(
     "--playback/--generate",
@@ -230,7 +250,7 @@ def _seconds(value: str) -> float:
 )
 @click.option("--universe", type=COUNT, default=300, show_default=True, help="Distinct symbols in the loaded trades.")
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/query.json")
 @click.pass_context
@@ -315,7 +335,7 @@ def bench_ring(trades: int, venues: int, symbols: int, queries: int, json_path: 
     "--compare-every", type=SECONDS, default=5.0, show_default=True, help="Seconds between random window compares."
 )
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/hybrid.json")
 @click.pass_context
@@ -354,7 +374,7 @@ def bench_hybrid(
 @click.option("--concurrency", type=COUNT, default=8, show_default=True, help="API clients during a burst.")
 @click.option("--symbols", type=COUNT, default=10, show_default=True, help="Symbols per venue on the replay server.")
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/api.json")
 @click.pass_context

@@ -370,7 +370,7 @@ def _progress() -> Progress:
 @click.option("--burst-seconds", type=NON_NEGATIVE, default=10.0, show_default=True, help="Length of a pump.")
 @click.option("--symbols", type=COUNT, default=300, show_default=True)
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option("--transport", type=click.Choice(["http", "ws"]), default="http", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the final metrics here.")
@@ -513,7 +513,7 @@ def _status_line(head: str, rate: float, received: int, m: Any, extra: str = "")
 )
 @click.option("--seconds", type=SECONDS, help="Stop after this long (default: run until Ctrl-C / SIGTERM).")
 @click.option(
-    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per core)."
+    "--workers", type=WORKERS, default=0, show_default=True, help="Sender worker processes (0 = one per two cores)."
 )
 @click.option(
     "--hybrid-mode/--no-hybrid-mode",

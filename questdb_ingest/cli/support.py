@@ -29,7 +29,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 # flag and exit 2, before the command does any work (``--workers -1`` used to end in a traceback).
 COUNT = click.IntRange(min=1)  # rows, trades, symbols, rounds, repeats: at least one
 NON_NEGATIVE_INT = click.IntRange(min=0)
-WORKERS = click.IntRange(0, 256)  # as sender.workers: 0 = one per core
+WORKERS = click.IntRange(0, 256)  # as sender.workers: 0 = one per two cores
 PORT = click.IntRange(1, 65535)
 PORT_OR_ANY = click.IntRange(0, 65535)  # 0 = any free port
 SECONDS = click.FloatRange(min=0, min_open=True)  # a duration or period: must be > 0

@@ -213,8 +213,8 @@ class TradeColumns:
         n = len(self.ts_ns)
         batch = TradeBatch(
             ts_ns=_int64(self.ts_ns, 0),
-            exchange=np.full(n, exchange, dtype=object),
-            market_type=np.full(n, market_type, dtype=object),
+            exchange=constant_column(exchange, n),
+            market_type=constant_column(market_type, n),
             symbol=_objects(self.symbol),
             price=_float64(self.price),
             quantity=_float64(self.quantity),
@@ -271,6 +271,13 @@ def _as_float(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (OverflowError, TypeError, ValueError):
         return float("nan")
+
+
+def constant_column(value: str, n: int) -> npt.NDArray[np.object_]:
+    """``n`` times ``value`` as a read-only, zero-stride view of one element: a connector's exchange
+    and market type are the same on every row, and a real object array costs a reference count per
+    row to build and a hash per row to dictionary-encode (``codec`` sees the zero stride and skips it)."""
+    return np.broadcast_to(np.array([value], dtype=object), (n,))
 
 
 def _objects(values: list[str]) -> np.ndarray:

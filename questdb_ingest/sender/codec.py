@@ -50,9 +50,13 @@ class _Factorized:
     __slots__ = ("codes", "dictionary", "uniques", "valid")
 
     def __init__(self, column: npt.NDArray[Any]) -> None:
-        codes, uniques = pd.factorize(column)  # None/NaN get code -1 (rejected by validation)
-        self.codes: npt.NDArray[np.int32] = codes.astype(np.int32, copy=False)
-        self.uniques: list[Any] = list(uniques)
+        if len(column) and column.strides == (0,):  # one value on every row (a connector's exchange)
+            self.codes: npt.NDArray[np.int32] = np.zeros(len(column), dtype=np.int32)
+            self.uniques: list[Any] = [column[0]]
+        else:
+            codes, uniques = pd.factorize(column)  # None/NaN get code -1 (rejected by validation)
+            self.codes = codes.astype(np.int32, copy=False)
+            self.uniques = list(uniques)
         self.valid = not (self.codes < 0).any() and all(isinstance(u, str) and u for u in self.uniques)
         self.dictionary = pa.array(self.uniques, pa.string()) if self.valid else None
 
@@ -220,6 +224,10 @@ def decode(payload: bytes | memoryview | pa.Buffer) -> Decoded:
         table.column("exchange").chunk(0) if table.num_rows else pa.array([], pa.dictionary(pa.int32(), pa.string()))
     )
     meta = table.schema.metadata or {}
+    if table.num_rows and table.column("sequence_number").null_count == table.num_rows:
+        # A venue without sequence numbers: ILP writes NULLs by leaving the field out, so the column
+        # can go before serialisation (a fifth less work for the client on every such batch).
+        table = table.drop_columns(["sequence_number"])
     return Decoded(
         frame=table.to_pandas(types_mapper=_TYPES_MAPPER),
         ts_ns=table.column("ts").cast(pa.int64()).to_numpy(),
@@ -232,7 +240,11 @@ def decode(payload: bytes | memoryview | pa.Buffer) -> Decoded:
 def to_batch(decoded: Decoded) -> TradeBatch:
     """Back to a ``TradeBatch`` (tests, replay tooling)."""
     f = decoded.frame
-    seq = f["sequence_number"].to_numpy(dtype=np.int64, na_value=NO_SEQUENCE)
+    seq = (
+        f["sequence_number"].to_numpy(dtype=np.int64, na_value=NO_SEQUENCE)
+        if "sequence_number" in f
+        else np.full(len(f), NO_SEQUENCE, dtype=np.int64)
+    )
     return TradeBatch.from_columns(
         ts_ns=decoded.ts_ns,
         exchange=f["exchange"].astype(object).to_numpy(),

@@ -116,7 +116,7 @@ class ShardedSender:
         allow_unconfirmed: bool = False,
     ) -> None:
         se = settings.sender
-        self.workers = workers or se.workers or os.cpu_count() or 1
+        self.workers = workers or se.workers or default_workers()
         self.transport = transport
         self.conf = conf or transport_conf(settings, transport)
         if self.conf.startswith("tcp") and not allow_unconfirmed:
@@ -582,6 +582,14 @@ class ShardedSender:
         """Each shard with its cumulative worker counters (all incarnations); caller holds the lock."""
         for shard in self._shards:
             yield shard, _cumulative(shard)
+
+
+def default_workers() -> int:
+    """Worker processes when none are configured: one per two cores. Every worker costs a core's
+    share on its own (decode, ILP serialisation) and QuestDB on the same box needs the rest: on two
+    cores one worker beats two (the pipeline contest in benchmarks/RESULTS.md), since two shards'
+    interleaved requests also make QuestDB merge out-of-order rows."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def _add(book: dict[str, int], rows: dict[str, int]) -> None:
