@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import Settings
+from ..connectors.binance import SpotTrade
 from ..connectors.core import Frame, TradeColumns
 from ..ingest.ilp import writer_conf
 from ..models import TRADE_SYMBOL_COLUMNS, TradeBatch, now_ns
@@ -57,22 +58,11 @@ LABELS = {
 _SYMBOLS = list(TRADE_SYMBOL_COLUMNS)
 
 
-class _SpotTrade(msgspec.Struct):
-    """The fields of a Binance ``@trade`` frame the table needs (the simple handler's own struct)."""
-
-    s: str
-    t: int
-    p: float
-    q: float
-    T: int
-    m: bool
-
-
 class SimpleHandler:
     """The simple single-process feed handler: frames → columns → one ILP request per 50k rows."""
 
     def __init__(self, mix: VenueMix, sender: Any, table: str) -> None:
-        self._decode = msgspec.json.Decoder(_SpotTrade, strict=False).decode  # prices arrive as strings
+        self._decode = msgspec.json.Decoder(SpotTrade, strict=False).decode  # prices arrive as strings
         self._symbols = {inst.venue_symbol: inst.symbol for inst in mix.instruments.values()}
         self._exchange = mix.proto.spec.exchange
         self._market = mix.proto.spec.market_type
@@ -121,41 +111,44 @@ def _conf(settings: Settings) -> str:
     return writer_conf(transport_conf(settings, "http"))
 
 
-def _run_simple(settings: Settings, mix: VenueMix, dedup: bool) -> tuple[Round, dict[str, float]]:
-    prefix = "bench_simple_" if dedup else "bench_nodedup_"
+def _run_direct(
+    settings: Settings, mix: VenueMix, contender: str, prefix: str, write: Callable[[Any, str], None]
+) -> tuple[Round, dict[str, float]]:
+    """A contender that drives the client itself in this process: fresh table, clock, ``count()``."""
     scoped = fresh_tables(settings, prefix)
     table = scoped.table("trades")
-    if not dedup:
+    if contender == SIMPLE_NO_DEDUP:
         with connect(scoped) as conn:
             conn.execute(f"ALTER TABLE {table} DEDUP DISABLE")
-    frames = mix.frames
     meter = _meter(settings, {"producer": [os.getpid()]})
     started = time.perf_counter()
     with questdb.Sender.from_conf(_conf(settings)) as sender:
-        handler = SimpleHandler(mix, sender, table)
-        for i in range(0, len(frames), REQUEST_ROWS):
-            handler.write(frames[i : i + REQUEST_ROWS])
+        write(sender, table)
     sent_at = time.perf_counter()
-    r = _finish(scoped, table, started, sent_at, mix.trades, SIMPLE if dedup else SIMPLE_NO_DEDUP)
+    r = _finish(scoped, table, started, sent_at, mix.trades, contender)
     cpu = meter.stop()
     _drop(settings, prefix)
     return r, cpu
 
 
+def _run_simple(settings: Settings, mix: VenueMix, dedup: bool) -> tuple[Round, dict[str, float]]:
+    def write(sender: Any, table: str) -> None:
+        handler = SimpleHandler(mix, sender, table)
+        for i in range(0, len(mix.frames), REQUEST_ROWS):
+            handler.write(mix.frames[i : i + REQUEST_ROWS])
+
+    if dedup:
+        return _run_direct(settings, mix, SIMPLE, "bench_simple_", write)
+    return _run_direct(settings, mix, SIMPLE_NO_DEDUP, "bench_nodedup_", write)
+
+
 def _run_raw(settings: Settings, mix: VenueMix, columns: pd.DataFrame) -> tuple[Round, dict[str, float]]:
-    scoped = fresh_tables(settings, "bench_raw_")
-    table = scoped.table("trades")
-    meter = _meter(settings, {"producer": [os.getpid()]})
-    started = time.perf_counter()
-    with questdb.Sender.from_conf(_conf(settings)) as sender:
+    def write(sender: Any, table: str) -> None:
         for i in range(0, len(columns), REQUEST_ROWS):
             sender.dataframe(columns.iloc[i : i + REQUEST_ROWS], table_name=table, symbols=_SYMBOLS, at="ts")
             sender.flush()
-    sent_at = time.perf_counter()
-    r = _finish(scoped, table, started, sent_at, mix.trades, RAW)
-    cpu = meter.stop()
-    _drop(settings, "bench_raw_")
-    return r, cpu
+
+    return _run_direct(settings, mix, RAW, "bench_raw_", write)
 
 
 def _run_product(settings: Settings, mix: VenueMix, workers: int) -> tuple[Round, dict[str, float]]:
