@@ -438,10 +438,22 @@ class TradeBatch:
         )
 
 
+def constant_column(value: str, n: int) -> ObjArray:
+    """``n`` times ``value`` as a read-only, zero-stride view of one element: a connector's exchange
+    and market type are the same on every row, and a real object array costs a reference count per
+    row to build and a hash per row to dictionary-encode (``is_constant`` lets readers skip both)."""
+    return np.broadcast_to(np.array([value], dtype=object), (n,))
+
+
+def is_constant(column: npt.NDArray[Any]) -> bool:
+    """A ``constant_column``: one element behind every row."""
+    return len(column) > 0 and column.strides == (0,)
+
+
 def _text_column(values: ObjArray) -> pd.Series[Any] | pd.Categorical[str]:
     """An object column for the client: a one-value (zero-stride) column as a one-category
     Categorical, which the client takes as it is; a real array as it is."""
-    if len(values) and values.strides == (0,):
+    if is_constant(values):
         return pd.Categorical.from_codes(np.zeros(len(values), dtype=np.int8), pd.Index([str(values[0])]))
     return pd.Series(values, dtype=object, copy=False)
 

@@ -112,12 +112,18 @@ def _conf(settings: Settings) -> str:
 
 
 def _run_direct(
-    settings: Settings, mix: VenueMix, contender: str, prefix: str, write: Callable[[Any, str], None]
+    settings: Settings,
+    mix: VenueMix,
+    contender: str,
+    prefix: str,
+    write: Callable[[Any, str], None],
+    *,
+    dedup: bool = True,
 ) -> tuple[Round, dict[str, float]]:
     """A contender that drives the client itself in this process: fresh table, clock, ``count()``."""
     scoped = fresh_tables(settings, prefix)
     table = scoped.table("trades")
-    if contender == SIMPLE_NO_DEDUP:
+    if not dedup:
         with connect(scoped) as conn:
             conn.execute(f"ALTER TABLE {table} DEDUP DISABLE")
     meter = _meter(settings, {"producer": [os.getpid()]})
@@ -139,7 +145,7 @@ def _run_simple(settings: Settings, mix: VenueMix, dedup: bool) -> tuple[Round, 
 
     if dedup:
         return _run_direct(settings, mix, SIMPLE, "bench_simple_", write)
-    return _run_direct(settings, mix, SIMPLE_NO_DEDUP, "bench_nodedup_", write)
+    return _run_direct(settings, mix, SIMPLE_NO_DEDUP, "bench_nodedup_", write, dedup=False)
 
 
 def _run_raw(settings: Settings, mix: VenueMix, columns: pd.DataFrame) -> tuple[Round, dict[str, float]]:
@@ -341,12 +347,12 @@ def run_contest(
     contenders: tuple[str, ...] = CONTENDERS,
 ) -> ContestResult:
     """``repeat`` rounds of every contender, the order rotated each round."""
-    columns = prebuilt_columns(mix) if RAW in contenders else None
+    columns = prebuilt_columns(mix) if RAW in contenders else pd.DataFrame()  # built before any clock
     runners: dict[str, Runner] = {
         PRODUCT: lambda: _run_product(settings, mix, workers),
         SIMPLE: lambda: _run_simple(settings, mix, True),
         SIMPLE_NO_DEDUP: lambda: _run_simple(settings, mix, False),
-        RAW: lambda: _run_raw(settings, mix, columns if columns is not None else prebuilt_columns(mix)),
+        RAW: lambda: _run_raw(settings, mix, columns),
     }
     names = [c for c in CONTENDERS if c in contenders]
     result = ContestResult(mix.trades, len(mix.instruments), workers)

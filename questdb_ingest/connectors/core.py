@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import FrameError
-from ..models import MAX_FUTURE_NS, MIN_TS_NS, NO_SEQUENCE, Trade, TradeBatch, symbol_problem
+from ..models import MAX_FUTURE_NS, MIN_TS_NS, NO_SEQUENCE, Trade, TradeBatch, constant_column, symbol_problem
 
 Frame = bytes | str
 
@@ -271,13 +271,6 @@ def _as_float(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (OverflowError, TypeError, ValueError):
         return float("nan")
-
-
-def constant_column(value: str, n: int) -> npt.NDArray[np.object_]:
-    """``n`` times ``value`` as a read-only, zero-stride view of one element: a connector's exchange
-    and market type are the same on every row, and a real object array costs a reference count per
-    row to build and a hash per row to dictionary-encode (``codec`` sees the zero stride and skips it)."""
-    return np.broadcast_to(np.array([value], dtype=object), (n,))
 
 
 def _objects(values: list[str]) -> np.ndarray:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ValidationError
-from ..models import MARKET_TYPES, NO_SEQUENCE, SIDES, TradeBatch
+from ..models import MARKET_TYPES, NO_SEQUENCE, SIDES, TradeBatch, is_constant
 
 _DICT_COLUMNS = ("exchange", "market_type", "symbol", "side")
 TABLE_KEY = b"pumpwatch.table"
@@ -50,7 +50,7 @@ class _Factorized:
     __slots__ = ("codes", "dictionary", "uniques", "valid")
 
     def __init__(self, column: npt.NDArray[Any]) -> None:
-        if len(column) and column.strides == (0,):  # one value on every row (a connector's exchange)
+        if is_constant(column):  # one value on every row (a connector's exchange): no hashing
             self.codes: npt.NDArray[np.int32] = np.zeros(len(column), dtype=np.int32)
             self.uniques: list[Any] = [column[0]]
         else:
