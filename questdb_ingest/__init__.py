@@ -8,6 +8,8 @@ from .config import Settings, load_settings
 from .errors import (
     AlertDeliveryError,
     ApiRequestError,
+    ArchiveError,
+    ArchiveFormatError,
     BackpressureTimeoutError,
     BackupError,
     BackupVerifyError,
@@ -28,6 +30,7 @@ from .errors import (
     QuestDBServerError,
     RestoreTargetError,
     RetentionError,
+    RollbackError,
     SchemaPendingError,
     SenderClosedError,
     SenderError,
@@ -52,6 +55,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AlertDeliveryError",
     "ApiRequestError",
+    "ArchiveError",
+    "ArchiveFormatError",
     "BackpressureTimeoutError",
     "BackupError",
     "BackupVerifyError",
@@ -74,6 +79,7 @@ __all__ = [
     "QuestDBServerError",
     "RestoreTargetError",
     "RetentionError",
+    "RollbackError",
     "SchemaPendingError",
     "SenderClosedError",
     "SenderError",

@@ -220,6 +220,39 @@ class BackupSettings:
     upload: str = ""  # s3://bucket/prefix to copy each new backup to ("" = local only)
 
 
+# The archive tables and the archive.* key holding each one's TTL (also its placeholder in 006).
+ARCHIVE_TTL_KEYS = {
+    "scalp_ticks": "ticks_ttl_days",
+    "scalp_1m_bars": "bars_ttl_days",
+    "scalp_gaps": "gaps_ttl_days",
+    "swing_bars_10m": "swing_ttl_days",
+}
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """Historical data in (``pumpwatch archive``): the archive tables' TTLs (archives usually
+    outlive the live tables' 30 days), the runner's parallelism, batch size and retries, and the
+    1-minute bars' coverage rule (seed 004 §4.2: ticks in the minute / expected_tick_hz x 60)."""
+
+    ticks_ttl_days: int = 365  # scalp_ticks
+    bars_ttl_days: int = 365  # scalp_1m_bars
+    gaps_ttl_days: int = 365  # scalp_gaps
+    swing_ttl_days: int = 365  # swing_bars_10m
+    parallel_files: int = 10  # files ingested at once
+    batch_rows: int = 50_000  # rows per request (and per watermark commit)
+    retries: int = 3  # a batch QuestDB refuses or cannot take is retried this often before its file is failed
+    retry_initial: float = 0.5
+    retry_max: float = 10.0
+    expected_tick_hz: float = 2.0  # the observer's scalp tick rate: a full minute holds hz x 60 ticks
+    low_coverage: float = 0.8  # a 1-minute bar under this coverage is quality_flag = 'low_coverage'
+    reject_dir: str = "archive/rejects"  # one <file>.rejects.jsonl per source file with bad lines (state root)
+
+    def ttl_days(self, logical: str) -> int:
+        """The TTL of one archive table."""
+        return int(getattr(self, ARCHIVE_TTL_KEYS[logical]))
+
+
 @dataclass(frozen=True)
 class StateSettings:
     """Where the system keeps its files (see the module docstring for how the root is chosen)."""
@@ -243,6 +276,7 @@ class Settings:
     backup: BackupSettings = field(default_factory=BackupSettings)
     state: StateSettings = field(default_factory=StateSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     config_file: str = ""  # the file these settings were read from ("" = none found)
 
     def paths(self) -> dict[str, str]:
@@ -258,6 +292,7 @@ class Settings:
             "exports": self.hybrid.export_dir,
             "log file": self.log.file or "(none; stderr only)",
             "backups": self.backup.dir,
+            "archive rejects": self.archive.reject_dir,
         }
 
     def client_conf(self) -> str:
@@ -302,6 +337,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "backup": BackupSettings,
     "state": StateSettings,
     "alerts": AlertSettings,
+    "archive": ArchiveSettings,
 }
 # Files the system writes: relative values live under the state root.
 _STATE_PATHS = (
@@ -313,6 +349,7 @@ _STATE_PATHS = (
     ("hybrid", "export_dir"),
     ("log", "file"),
     ("backup", "dir"),
+    ("archive", "reject_dir"),
 )
 # Files the user points at: relative to the config file when set there, else to the working directory.
 _INPUT_PATHS = (("hybrid", "rollout_config"), ("schema", "schema_dir"), ("state", "dir"))
@@ -386,6 +423,7 @@ def _validate(s: Settings) -> None:
     _validate_hybrid(s.hybrid)
     _validate_alerts(s.alerts)
     _validate_retention(s.retention)
+    _validate_archive(s.archive)
     if not 1 <= sc.ttl_days <= 36500:
         raise ConfigError("schema.ttl_days", f"must be in 1..36500, got {sc.ttl_days}")
     if sc.table_prefix and not _IDENT.match(sc.table_prefix):
@@ -612,6 +650,26 @@ def _relative_to(sections: dict[str, Any], keys: tuple[tuple[str, str], ...], ba
         value = getattr(sections[section], key)
         if f"{section}.{key}" in only and value and not Path(value).is_absolute():
             sections[section] = replace(sections[section], **{key: str((base / value).resolve())})
+
+
+def _validate_archive(a: ArchiveSettings) -> None:
+    for name, key in ARCHIVE_TTL_KEYS.items():
+        if not 1 <= a.ttl_days(name) <= 36500:
+            raise ConfigError(f"archive.{key}", f"must be in 1..36500, got {a.ttl_days(name)}")
+    if not 1 <= a.parallel_files <= 256:
+        raise ConfigError("archive.parallel_files", f"must be in 1..256, got {a.parallel_files}")
+    if not 1 <= a.batch_rows <= 1_000_000:
+        raise ConfigError("archive.batch_rows", f"must be in 1..1000000, got {a.batch_rows}")
+    if not 0 <= a.retries <= 100:
+        raise ConfigError("archive.retries", f"must be in 0..100, got {a.retries}")
+    if not 0 < a.retry_initial <= a.retry_max <= 3600:
+        raise ConfigError("archive.retry_initial", "must be > 0 and <= archive.retry_max (<= 3600 s)")
+    if not 0 < a.expected_tick_hz <= 10_000:
+        raise ConfigError("archive.expected_tick_hz", f"must be in (0, 10000], got {a.expected_tick_hz}")
+    if not 0 <= a.low_coverage <= 1:
+        raise ConfigError("archive.low_coverage", f"must be in [0, 1], got {a.low_coverage}")
+    if not a.reject_dir:
+        raise ConfigError("archive.reject_dir", "must not be empty")
 
 
 def load_settings(

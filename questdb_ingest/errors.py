@@ -24,6 +24,9 @@ PumpwatchError
 │   ├── BackupVerifyError         a backup's files do not match its manifest; names the files
 │   ├── RestoreTargetError        the restore target holds files (needs --force) or a running server
 │   └── BackupVersionError        the backup was taken by another QuestDB version than the pinned one
+├── ArchiveError                  historical data in (pumpwatch archive)
+│   ├── ArchiveFormatError        a file's format is unknown or its layout unusable; names the file
+│   └── RollbackError             a rollback could not remove exactly what it had to (nothing lost)
 └── WriteError                    ILP writes
     ├── FlushError                a flush did not reach a confirmed commit; rows are kept
     │   ├── FlushRejectedError    the server answered and refused the data (its message attached)
@@ -227,6 +230,25 @@ class BackupVersionError(BackupError):
         )
         self.backup_version = backup_version
         self.pinned_version = pinned_version
+
+
+class ArchiveError(PumpwatchError):
+    """An archive ingest, status or rollback could not do what it was asked; the message says why."""
+
+
+class ArchiveFormatError(ArchiveError):
+    """A source file's format cannot be told, or its layout is unusable as a whole (not one bad line:
+    those are rejects); names the file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class RollbackError(ArchiveError):
+    """A rollback stopped before removing exactly what it had to; what it kept aside stays in the
+    table it names, so a rerun finishes it and nothing is lost."""
 
 
 class WriteError(PumpwatchError):

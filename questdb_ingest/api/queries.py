@@ -1,5 +1,6 @@
-"""The API's reads from QuestDB (PGWire, bound parameters): each opens a short connection in the
-API's thread pool, never on an event loop, and returns JSON-ready values."""
+"""The API's reads from QuestDB (PGWire, bound parameters; the archive tables through ``store.archive``):
+each opens a short connection in the API's thread pool, never on an event loop, and returns
+JSON-ready values."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from psycopg import sql
 
 from ..config import Settings
-from ..store import market
+from ..store import archive, market
 from ..store.pg import connect
 from ..timefmt import iso, iso_ns
 
@@ -98,3 +99,45 @@ def gaps(settings: Settings, since_ns: int, limit: int) -> list[dict[str, Any]]:
          "backfilled_trades": r[8], "symbols": r[9]}
         for r in rows
     ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- archive tables (store.archive)
+def archive_bars(
+    settings: Settings, symbol: str, interval: str, start_ns: int | None, end_ns: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The newest swing 10m bars (no range), or the ``interval`` bars starting in ``[start_ns, end_ns)``."""
+    with connect(settings, connect_timeout=3) as conn:
+        if start_ns is None or end_ns is None:
+            return archive.bar_records(archive.get_latest_bars(conn, settings, symbol, limit))
+        bars = archive.get_bars_in_range(conn, settings, symbol, start_ns, end_ns, interval, limit=limit)
+    return archive.bar_records(bars)
+
+
+def archive_ticks(
+    settings: Settings, symbol: str, start_ns: int | None, end_ns: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The newest scalp ticks (no range), or those in ``[start_ns, end_ns)``."""
+    with connect(settings, connect_timeout=3) as conn:
+        if start_ns is None or end_ns is None:
+            return archive.tick_records(archive.get_latest_ticks(conn, settings, symbol, limit))
+        ticks = archive.get_ticks_in_range(conn, settings, symbol, start_ns, end_ns, limit=limit)
+    return archive.tick_records(ticks)
+
+
+def archive_gaps(
+    settings: Settings,
+    scope: str | None,
+    source: archive.GapSource,
+    start_ns: int,
+    end_ns: int,
+    min_seconds: float,
+    count: bool,
+    limit: int,
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """Gaps of either ledger (or both) starting in ``[start_ns, end_ns)``, or their counts."""
+    with connect(settings, connect_timeout=3) as conn:
+        if count:
+            counts = archive.count_gaps(conn, settings, scope, start_ns, end_ns, source, min_seconds=min_seconds)
+            return archive.gap_count_record(counts)
+        gaps = archive.get_critical_gaps(conn, settings, min_seconds, start_ns, end_ns, source, scope, limit=limit)
+    return archive.gap_records(gaps)

@@ -14,6 +14,9 @@ publish, and a hung or crashed API cannot stall capture. Endpoints (see the READ
     GET /api/listings             ?limit=  recent listing_events with their windows' per-venue counts
     GET /api/listings/{id}/window the ±window trades of one listing, per venue
     GET /api/gaps                 ?since=1h  connector gaps
+    GET /api/archive/bars         ?symbol=&interval=10m&start=&end=&limit=  archive bars (store.archive)
+    GET /api/archive/ticks        ?symbol=&start=&end=&limit=  archive scalp ticks
+    GET /api/archive/gaps         ?scope=&source=all&since=24h|start=&end=&min_seconds=&count=  both gap ledgers
     GET /api/alerts               ?limit=  recent alerts
     GET /api/snapshot             the whole ServiceSnapshot (what ``pumpwatch top`` renders)
     GET /metrics                  Prometheus text format
@@ -35,6 +38,7 @@ from aiohttp import web
 from ..app.snapshot import ServiceSnapshot
 from ..config import Settings
 from ..errors import ApiRequestError, PumpwatchError
+from ..store import archive
 from ..store.market import QueryArgumentError
 from ..timefmt import iso, parse_time_ns
 from . import queries
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 
 QUERY_THREADS = 2
 QUERY_CACHE_S = 1.0
+NS = 1_000_000_000
 STALE_S = 10.0  # a running service whose snapshot is older than this is reported unhealthy (loop stalled)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,6 +93,9 @@ class ApiApp:
         app.router.add_get("/api/listings", self.listings)
         app.router.add_get("/api/listings/{id}/window", self.listing_window)
         app.router.add_get("/api/gaps", self.gaps)
+        app.router.add_get("/api/archive/bars", self.archive_bars)
+        app.router.add_get("/api/archive/ticks", self.archive_ticks)
+        app.router.add_get("/api/archive/gaps", self.archive_gaps)
         app.router.add_get("/api/alerts", self.alerts)
         app.router.add_get("/api/snapshot", self.snapshot)
         app.router.add_get("/api", self.index)
@@ -237,6 +245,98 @@ class ApiApp:
         limit = _int(request, "limit", 1000, 1, 100_000)
         since_ns -= since_ns % 1_000_000_000  # to the second: "since=1h" polled by a dashboard shares a query
         return _json(await self._query(queries.gaps, since_ns, limit))
+
+    # -- archive tables (store.archive); parameters mirror ``pumpwatch query bars|ticks|gaps`` ----------
+    def _archive_range(self, request: web.Request) -> tuple[int, int] | None:
+        """``start``/``end`` as ``[start, end)`` ns (``end`` defaults to now, up to the second so a
+        polling dashboard shares a query), or None for neither."""
+        start, end = _time(request, "start"), _time(request, "end")
+        if start is None:
+            if end is not None:
+                raise ApiRequestError("end: needs start")
+            return None
+        if end is None:
+            end = -(-time.time_ns() // NS) * NS
+        if end < start:
+            raise ApiRequestError(f"end: {end} is before start={start}")
+        return start, end
+
+    async def archive_bars(self, request: web.Request) -> web.Response:
+        symbol = _symbol(request)
+        interval = request.query.get("interval") or archive.SWING_INTERVAL
+        archive.check_interval(interval)
+        window = self._archive_range(request)
+        if window is None and interval != archive.SWING_INTERVAL:
+            raise ApiRequestError(f"interval: {interval!r} needs start (the newest bars are the swing 10m bars)")
+        high = self.settings.api.max_trades
+        limit = _int(request, "limit", 100 if window is None else high, 1, high)
+        start, end = window if window is not None else (None, None)
+        return _json(await self._query(queries.archive_bars, symbol, interval, start, end, limit))
+
+    async def archive_ticks(self, request: web.Request) -> web.Response:
+        symbol = _symbol(request)
+        window = self._archive_range(request)
+        high = self.settings.api.max_trades
+        limit = _int(request, "limit", 100 if window is None else high, 1, high)
+        start, end = window if window is not None else (None, None)
+        return _json(await self._query(queries.archive_ticks, symbol, start, end, limit))
+
+    async def archive_gaps(self, request: web.Request) -> web.Response:
+        q = request.query
+        source = archive.check_source(q.get("source") or "all")
+        scope = q.get("scope") or None
+        since = q.get("since")
+        if since and q.get("start"):
+            raise ApiRequestError("since: give since or start/end, not both")
+        window = self._archive_range(request)
+        if window is None:
+            since_ns = _time(request, "since", "24h")
+            assert since_ns is not None
+            since_ns -= since_ns % NS  # to the second, as /api/gaps
+            window = (since_ns, -(-time.time_ns() // NS) * NS)
+        min_seconds = _float(request, "min_seconds", 0.0)
+        count = _bool(request, "count")
+        limit = _int(request, "limit", 1000, 1, 100_000)
+        return _json(await self._query(queries.archive_gaps, scope, source, *window, min_seconds, count, limit))
+
+
+def _symbol(request: web.Request) -> str:
+    """The required ``symbol``, as the archive wrote it (matched exactly)."""
+    raw = request.query.get("symbol")
+    if not raw:
+        raise ApiRequestError("symbol: required (as the archive wrote it, e.g. 005930 or BTC-USDT)")
+    return archive.check_symbol(raw)
+
+
+def _time(request: web.Request, name: str, default: str | None = None) -> int | None:
+    """A time parameter (ns, ISO-8601 or a duration ago) as epoch ns; a 400 naming it when malformed."""
+    raw = request.query.get(name) or default
+    if raw is None:
+        return None
+    try:
+        return parse_time_ns(raw, name)
+    except PumpwatchError as exc:
+        raise ApiRequestError(f"{name}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def _float(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiRequestError(f"{name}: expected a number, got {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ApiRequestError(f"{name}: must be a finite number >= 0, got {raw!r}")
+    return value
+
+
+def _bool(request: web.Request, name: str) -> bool:
+    raw = (request.query.get(name) or "false").lower()
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise ApiRequestError(f"{name}: expected true or false, got {raw!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -8,6 +8,7 @@ never import this package.
 from __future__ import annotations
 
 from .alerts import alerts
+from .archive import archive
 from .backup import backup
 from .bench import bench
 from .compare import compare_group
@@ -19,7 +20,7 @@ from .rollout import rollout
 from .top import top
 from .verify import verify
 
-for _group in (alerts, backup, bench, compare_group, query, replay_server, retention, rollout, top, verify):
+for _group in (alerts, archive, backup, bench, compare_group, query, replay_server, retention, rollout, top, verify):
     main.add_command(_group)
 
 __all__ = ["main"]

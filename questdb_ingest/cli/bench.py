@@ -394,3 +394,20 @@ def bench_api(
     _write_report(json_path, result.to_json())
     if not result.met:
         sys.exit(1)
+
+
+@bench.command("archive")
+@click.option("--ticks", type=COUNT, default=10_000_000, show_default=True, help="Scalp ticks in the corpus.")
+@click.option("--files", type=COUNT, default=200, show_default=True, help="Files they are spread over.")
+@click.option("--rounds", type=COUNT, default=2, show_default=True, help="Rounds, order alternating; medians reported.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="benchmarks/results/archive.json")
+@click.pass_context
+def bench_archive(ctx: click.Context, ticks: int, files: int, rounds: int, json_path: str) -> None:
+    """The archive runner against a single-process msgspec → Sender.dataframe script on the same
+    corpus (ticks/s, time per 1,000 records, peak RSS, CPU, bytes read), each in its own process."""
+    from ..bench.archive import print_archive, run_archive_benchmark
+
+    settings = cli_settings(ctx)
+    result = run_archive_benchmark(settings, ticks=ticks, files=files, rounds=rounds, console=console)
+    print_archive(result, console)
+    _write_report(json_path, result.to_json())

@@ -803,6 +803,8 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
     with _Display(settings.log.status_interval) as display:
 
         def refresh(pipeline: Any, elapsed: float) -> None:
+            for feed in pipeline.feeds:  # the sidecar a later `archive ingest` of this recording parses with
+                writer.instruments(feed.name, feed.instruments.values())
             rates.sample(0, {f.name: f.stats.trades for f in pipeline.feeds})
             frames = sum(f.stats.messages for f in pipeline.feeds)
             display.update(
@@ -822,6 +824,8 @@ def record(ctx: click.Context, out_dir: str, names: str | None, seconds: float, 
                     tap=writer.write,
                 )
             )
+            for feed in pipeline.feeds:
+                writer.instruments(feed.name, feed.instruments.values())
         finally:
             writer.close()
     console.print(feeds_table(snapshots(pipeline), f"recorded to {out_dir}"))

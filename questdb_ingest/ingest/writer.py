@@ -517,3 +517,19 @@ class RolloutEventWriter(TableWriter):
         self._append_or_raise(
             1, lambda buf: buf.row(self.table, symbols={"action": event.action}, columns=columns, at=at)
         )
+
+
+class FrameWriter(TableWriter):
+    """Writes whole DataFrames into one table (the archive tables): the same buffers, flush-and-
+    clear and error mapping as every other writer, for columns the caller has already shaped."""
+
+    def __init__(self, conf: str, table: str, *, symbols: Iterable[str], at: str, **kwargs: Any) -> None:
+        super().__init__(conf, table, **kwargs)
+        self.symbols = list(symbols)
+        self.at = at
+
+    def write(self, frame: Any) -> None:
+        """Buffer ``frame`` (a pandas DataFrame); rows stay buffered on ``FlushError``."""
+        self._append_or_raise(
+            len(frame), lambda buf: buf.dataframe(frame, table_name=self.table, symbols=self.symbols, at=self.at)
+        )

@@ -12,7 +12,8 @@ rule: the partition's whole period ended more than N days ago.
 Never dropped: the partition of today (UTC) or later, a table's active partition, and any
 partition the sender's spool still has rows for (it would replay them into it); a spool that
 cannot be read protects every trades table. ``maintenance_events`` is the audit of all this and
-is never touched.
+is never touched; nor are the archive tables and their ``ingest_state`` ledger (historical
+imports are kept for their own ``archive.*_ttl_days``, and re-ingesting them costs a rerun).
 
 Each drop is a log line with the disk before and after, a ``maintenance_events`` row, and part of
 one alert per level (warning for normal retention, critical for an emergency, critical again when
@@ -41,7 +42,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from ..config import Settings
+from ..config import ARCHIVE_TTL_KEYS, Settings
 from ..errors import RetentionError
 from ..store.migrations import discover, schema_dir
 from ..store.pg import connect
@@ -58,8 +59,9 @@ log = logging.getLogger(__name__)
 Conn = psycopg.Connection[tuple[Any, ...]]
 Level = Literal["ok", "warn", "emergency", "unknown"]
 
-# Tables of the schema retention never drops from: the audit of what it dropped.
-NEVER_DROPPED = frozenset({EVENTS_TABLE})
+# Tables of the schema retention never drops from: the audit of what it dropped, the archive
+# runner's ledger, and the archive tables (historical imports: their own TTL governs them).
+NEVER_DROPPED = frozenset({EVENTS_TABLE, "ingest_state", *ARCHIVE_TTL_KEYS})
 # A drop freeing less than this is not waited for: no disk reading would show it.
 SETTLE_MIN_BYTES = 1 << 20
 _CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?\{\{prefix\}\}(\w+)", re.IGNORECASE)

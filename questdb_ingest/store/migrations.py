@@ -22,12 +22,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..config import Settings
+from ..config import ARCHIVE_TTL_KEYS, Settings
 from ..errors import MigrationChecksumError, MigrationError, SchemaPendingError, TtlDecreaseError
 from ..resources import resource
 
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-# Tables whose TTL follows schema.ttl_days even after their migration ran.
+# Tables whose TTL follows schema.ttl_days even after their migration ran (the archive tables'
+# follow archive.*_ttl_days: ARCHIVE_TTL_KEYS).
 TTL_TABLES = ("trades", "exchange_health", "listing_events", "gaps", "shadow_compare", "rollout_events")
 # Materialized views with a TTL: ALTER TABLE refuses them, ALTER MATERIALIZED VIEW takes the same clause.
 TTL_VIEWS = ("candles_1m",)
@@ -45,6 +46,8 @@ class Migration:
         text = self.path.read_text(encoding="utf-8")
         text = text.replace("{{prefix}}", settings.schema.table_prefix)
         text = text.replace("{{ttl_days}}", str(settings.schema.ttl_days))
+        for logical, key in ARCHIVE_TTL_KEYS.items():
+            text = text.replace("{{" + key + "}}", str(settings.archive.ttl_days(logical)))
         left = re.findall(r"\{\{[^}]*\}\}", text)
         if left:
             raise MigrationError(f"{self.path.name}: unknown placeholder(s) {sorted(set(left))}")
@@ -242,8 +245,8 @@ _UNIT_DAYS = {"HOUR": 1 / 24, "DAY": 1, "WEEK": 7, "MONTH": 30, "YEAR": 365}
 def ttl_changes(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> list[TtlChange]:
     """Tables (and views) whose TTL differs from ``schema.ttl_days``, with what a decrease drops."""
     changes: list[TtlChange] = []
-    want = settings.schema.ttl_days
-    for logical in TTL_TABLES + TTL_VIEWS:
+    for logical in TTL_TABLES + TTL_VIEWS + tuple(ARCHIVE_TTL_KEYS):
+        want = wanted_ttl_days(settings, logical)
         table = settings.table(logical)
         row = conn.execute("SELECT ttlValue, ttlUnit FROM tables() WHERE table_name = %s", (table,)).fetchone()
         if row is None:
@@ -256,6 +259,13 @@ def ttl_changes(conn: psycopg.Connection[tuple[object, ...]], settings: Settings
         drops = _partitions_dropped(conn, table, want) if days == 0 or want < days else []
         changes.append(TtlChange(table, kind, days, want, drops))
     return changes
+
+
+def wanted_ttl_days(settings: Settings, logical: str) -> int:
+    """The TTL a table should have: archive.*_ttl_days for the archive tables, else schema.ttl_days."""
+    if logical in ARCHIVE_TTL_KEYS:
+        return settings.archive.ttl_days(logical)
+    return settings.schema.ttl_days
 
 
 def _partitions_dropped(conn: psycopg.Connection[tuple[object, ...]], table: str, ttl_days: int) -> list[Partition]:

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "questdb_ingest"
-DOMAIN = ("app", "connectors", "sender", "hybrid", "store", "ingest", "server", "ops")
+DOMAIN = ("app", "archive", "connectors", "sender", "hybrid", "store", "ingest", "server", "ops")
 
 
 def _imports(path: Path) -> set[str]:

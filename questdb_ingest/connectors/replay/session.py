@@ -1,5 +1,9 @@
 """Recorded sessions: one ``<connector>.jsonl`` per connector, one received frame per line.
 
+Next to each, ``<connector>.instruments.json`` keeps the instruments the feed subscribed (venue
+symbol, base, quote, contract size as an exact ratio), so a recording can be parsed again later
+(``pumpwatch archive ingest``) by parsers that need a contract size.
+
 A line is ``{"recv_ns": int, "text": "<frame>"}`` for a text frame or
 ``{"recv_ns": int, "b64": "<base64>"}`` for a binary one, so a recording replays byte for byte
 with its original frame types. The writer flushes every line: a recorder that dies loses at most
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,7 +23,8 @@ from typing import IO
 
 import msgspec
 
-from ...errors import ConfigError
+from ...errors import ArchiveFormatError, ConfigError
+from ..core import Instrument
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
 
@@ -74,6 +80,27 @@ def read_session(path: str | Path) -> dict[str, list[RecordedFrame]]:
     return {file.stem: read_file(file) for file in sorted(root.glob("*.jsonl"))}
 
 
+def instruments_path(recording: Path) -> Path:
+    """The instruments sidecar of ``<dir>/<connector>.jsonl``."""
+    return recording.with_name(recording.name.split(".", 1)[0] + ".instruments.json")
+
+
+def write_instruments(path: Path, instruments: Iterable[Instrument]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(_ENCODER.encode(list(instruments)))  # msgspec encodes the dataclass field by field
+    tmp.replace(path)
+
+
+def read_instruments(path: Path) -> list[Instrument]:
+    """The sidecar's instruments; none when there is no sidecar (spot parsers need none)."""
+    if not path.exists():
+        return []
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=list[Instrument])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ArchiveFormatError(str(path), f"unusable instruments file: {exc}") from None
+
+
 class SessionWriter:
     """Appends received frames to a session directory, flushing each line (not thread-safe)."""
 
@@ -81,6 +108,7 @@ class SessionWriter:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, IO[bytes]] = {}
+        self._written: dict[str, int] = {}
 
     def write(self, connector: str, recv_ns: int, frame: str | bytes) -> None:
         fh = self._files.get(connector)
@@ -95,6 +123,16 @@ class SessionWriter:
             record["b64"] = base64.b64encode(frame).decode("ascii")
         fh.write(_ENCODER.encode(record) + b"\n")
         fh.flush()
+
+    def instruments(self, connector: str, instruments: Iterable[Instrument]) -> None:
+        """Keep ``connector``'s instruments next to its frames (rewritten when they change)."""
+        if not _NAME.match(connector):
+            raise ValueError(f"connector name {connector!r} is not a safe file name")
+        rows = sorted(instruments, key=lambda i: i.venue_symbol)
+        if self._written.get(connector) == len(rows):
+            return
+        write_instruments(self.directory / f"{connector}.instruments.json", rows)
+        self._written[connector] = len(rows)
 
     def close(self) -> None:
         for fh in self._files.values():
