@@ -35,7 +35,7 @@ from ..store.queries import wait_applied, wal_sequencer_txn
 from .formats import Options
 from .runner import ArchiveRunner, recompute_bars
 from .sources import file_digest
-from .state import FileState, StateStore
+from .state import FileState, StateStore, exclusive
 
 # Archive table → designated timestamp column.
 TABLES = {"scalp_ticks": "event_time", "scalp_gaps": "gap_start_ts", "swing_bars_10m": "bar_time"}
@@ -133,12 +133,23 @@ def _in_day(ts_col: str, day: int, alias: str = "") -> sql.Composable:
     )
 
 
-def rewrite_without(conn: Conn, table: str, ts_col: str, doomed: Doomed, *, dry_run: bool = False) -> TableRollback:
+def rewrite_without(
+    conn: Conn, table: str, ts_col: str, doomed: Doomed, *, dry_run: bool = False, live: bool = False
+) -> TableRollback:
     """Remove ``doomed``'s rows of ``table``, day partition by day partition (literals are quoted
-    by psycopg: QuestDB's CREATE TABLE AS takes no bind parameters)."""
+    by psycopg: QuestDB's CREATE TABLE AS takes no bind parameters). ``live``: the table is one
+    capture writes to, so a day that ended less than a day ago is refused before anything changes
+    (a row captured between the copy and the drop would be lost)."""
     out = TableRollback(table)
-    days = set(doomed.days(conn, table, ts_col)) | set(_leftovers(conn, table))
-    for day in sorted(days):
+    days = sorted(set(doomed.days(conn, table, ts_col)) | set(_leftovers(conn, table)))
+    recent = [d for d in days if live and d + DAY_NS > time.time_ns() - DAY_NS]
+    if recent:
+        name = dt.datetime.fromtimestamp(recent[0] / 1e9, dt.UTC).strftime("%Y-%m-%d")
+        raise RollbackError(
+            f"{table}: the rows fall in {name}, a day live capture may still write to; nothing was changed — "
+            "roll it back once that day is more than a day old"
+        )
+    for day in days:
         name = dt.datetime.fromtimestamp(day / 1e9, dt.UTC).strftime("%Y-%m-%d")
         total = _count(conn, table, ts_col, day)
         kept_query = doomed.kept(table, _in_day(ts_col, day, "t" if doomed.keys else ""))
@@ -150,7 +161,7 @@ def rewrite_without(conn: Conn, table: str, ts_col: str, doomed: Doomed, *, dry_
         out.removed += total - keep
         out.kept += keep
         if not dry_run:
-            _rewrite_day(conn, table, ts_col, day, name, kept_query, keep)
+            _rewrite_day(conn, table, ts_col, day, name, kept_query, keep, total)
     return out
 
 
@@ -171,7 +182,9 @@ def _leftovers(conn: Conn, table: str) -> list[int]:
     return out
 
 
-def _rewrite_day(conn: Conn, table: str, ts_col: str, day: int, name: str, kept: sql.Composable, keep: int) -> None:
+def _rewrite_day(
+    conn: Conn, table: str, ts_col: str, day: int, name: str, kept: sql.Composable, keep: int, total: int
+) -> None:
     aside = _aside_name(table, name)
     t, a, ts = sql.Identifier(table), sql.Identifier(aside), sql.Identifier(ts_col)
     if _exists(conn, aside):
@@ -189,6 +202,9 @@ def _rewrite_day(conn: Conn, table: str, ts_col: str, day: int, name: str, kept:
             f"{table} {name}: copied {copied[0] if copied else 0} rows aside, expected {keep}; "
             "nothing was removed (is something writing to it?)"
         )
+    if _count(conn, table, ts_col, day) != total:  # a row arrived since it was counted: not ours to drop
+        conn.execute(sql.SQL("DROP TABLE {}").format(a))
+        raise RollbackError(f"{table} {name}: rows were written to it during the rollback; nothing was removed")
     conn.execute(sql.SQL("ALTER TABLE {} DROP PARTITION LIST {}").format(t, sql.Literal(name)))
     _wait(conn, table)
     _put_back(conn, table, aside, ts_col, day)
@@ -219,9 +235,22 @@ def rollback(
     dry_run: bool = False,
     on_table: Callable[[str], None] | None = None,
 ) -> RollbackReport:
-    """Remove what ``file`` (a path as ingested) or ``session`` wrote to the archive tables."""
+    """Remove what ``file`` (a path as ingested) or ``session`` wrote; never while an archive
+    ingest or another rollback runs on these tables (``state.exclusive``)."""
     if (file is None) == (session is None):
         raise RollbackError("give exactly one of a file or a session")
+    with exclusive(settings):
+        return _rollback(conn, settings, file, session, dry_run, on_table)
+
+
+def _rollback(
+    conn: Conn,
+    settings: Settings,
+    file: str | None,
+    session: str | None,
+    dry_run: bool,
+    on_table: Callable[[str], None] | None,
+) -> RollbackReport:
     started = time.monotonic()
     store = StateStore(conn, settings)
     states = store.latest()
@@ -322,7 +351,7 @@ def _rollback_trades(
                 writer.write(frame)
                 writer.flush()
         _wait(conn, keys)
-        report.tables.append(rewrite_without(conn, trades, "ts", Doomed(keys=keys), dry_run=dry_run))
+        report.tables.append(rewrite_without(conn, trades, "ts", Doomed(keys=keys), dry_run=dry_run, live=True))
     finally:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(k))
     report.files = [st.path]

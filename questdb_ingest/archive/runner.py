@@ -42,7 +42,7 @@ from ..store.pg import connect
 from ..store.queries import wait_applied, wal_sequencer_txn
 from .formats import DECODERS, SCHEMA_VERSION, Decoded, Options, Reject
 from .sources import detect_format, expand, file_digest, first_line, numbered_lines, open_text
-from .state import FileState, StateStore
+from .state import FileState, StateStore, exclusive
 
 MINUTE_NS = 60 * 10**9
 _BARS_TABLE = "scalp_1m_bars"
@@ -148,6 +148,14 @@ class ArchiveRunner:
         started = time.monotonic()
         files = expand(list(paths))
         report = RunReport(self.run_id, self.dry_run)
+        with contextlib.ExitStack() as stack:
+            if not self.dry_run:
+                stack.enter_context(exclusive(self.settings))
+            self._run(files, report)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _run(self, files: list[Path], report: RunReport) -> None:
         with connect(self.settings) as conn:
             state = None if self.dry_run else StateStore(conn, self.settings)
             known = state.latest() if state is not None else {}
@@ -158,8 +166,6 @@ class ArchiveRunner:
                 spans = [f.span_ns for f in report.files if f.format == "scalp" and f.span_ns and f.rows_written]
                 if spans:
                     report.bars, report.low_coverage_bars = self._bar_summary(conn, spans)
-        report.seconds = time.monotonic() - started
-        return report
 
     # ------------------------------------------------------------------ one file
     def _one(self, path: Path, state: StateStore | None, previous: FileState | None) -> FileReport:

@@ -12,13 +12,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from ..config import Settings
+from ..errors import ArchiveError
+from ..locks import PidLock
 
 TABLE = "ingest_state"
 STATUSES = ("running", "complete", "failed", "rolled_back")
@@ -130,3 +135,19 @@ class StateStore:
             )
             out[st.path] = st
         return out
+
+
+@contextmanager
+def exclusive(settings: Settings) -> Iterator[None]:
+    """One archive ingest or rollback at a time per namespace (state root + table prefix): a
+    rollback rewriting a partition while an ingest writes into it would lose the ingest's rows."""
+    lock = PidLock(Path(settings.state.dir) / "archive" / f".lock-{settings.schema.table_prefix or 'default'}")
+    if not lock.acquire():
+        raise ArchiveError(
+            f"another archive ingest or rollback (pid {lock.holder()}) is using these tables; they must not run "
+            f"at once ({lock.path})"
+        )
+    try:
+        yield
+    finally:
+        lock.release()

@@ -5,7 +5,6 @@ program), the destination lock, and QuestDB's ``_txn`` layout, read from the che
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import importlib
@@ -23,6 +22,7 @@ from typing import IO, Any, BinaryIO
 
 from ..config import BACKUP_COMPRESSIONS
 from ..errors import BackupError
+from ..locks import PidLock
 
 RESTORE_TRIGGER = "_restore"  # QuestDB's restore-from-checkpoint trigger, in the server root
 # Server-root entries that are not database state: our pid file and log (a copied pid file could
@@ -60,34 +60,11 @@ def read_txn(path: Path) -> TxnState:
     return TxnState(txn=txn, rows=fixed + transient, min_ts=min_ts, max_ts=max_ts, seq_txn=seq_txn)
 
 
-class DestLock:
+class DestLock(PidLock):
     """``flock`` on ``<dest>/.lock``: one backup at a time per destination."""
 
     def __init__(self, dest: Path) -> None:
-        self.path = dest / ".lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return True
-
-    def holder(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.path.read_text().strip() or "?"
-        return "?"
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(dest / ".lock")
 
     def __enter__(self) -> DestLock:
         if not self.acquire():

@@ -22,7 +22,6 @@ in between replays it again (DEDUP keys make that harmless).
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import struct
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import SpoolDiskFullError, SpoolError, SpoolFullError, SpoolLockedError
+from ..locks import PidLock
 
 log = logging.getLogger(__name__)
 
@@ -304,32 +304,22 @@ class SpoolLock:
     processes appending to and replaying the same shard directories would corrupt them."""
 
     def __init__(self, root: str | Path) -> None:
-        self.path = Path(root) / ".lock"
-        self._fd: int | None = None
+        self._lock = PidLock(Path(root) / ".lock")
+        self.path = self._lock.path
 
     def acquire(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            taken = self._lock.acquire()
         except OSError as exc:
             raise SpoolError(f"cannot use spool directory {self.path.parent}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+        if not taken:
             raise SpoolLockedError(
-                f"spool directory {self.path.parent} is in use by pid {holder}; two senders must not share a "
-                "spool (give each its own state directory)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
+                f"spool directory {self.path.parent} is in use by pid {self._lock.holder()}; two senders must not "
+                "share a spool (give each its own state directory)"
+            )
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()
 
 
 def shard_directories(root: str | Path) -> dict[int, Path]:

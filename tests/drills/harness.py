@@ -121,6 +121,14 @@ def counts(settings: Settings) -> tuple[int, int]:
     return count_distinct(settings)
 
 
+def gap_totals(settings: Settings) -> tuple[int, int]:
+    """(gap rows, trades fetched again over REST) the connectors recorded: what tells a trade
+    received twice (a back-fill overlapping what the socket delivered) from a trade lost."""
+    with connect(settings) as conn:
+        row = conn.execute(f"SELECT count(), sum(backfilled_trades) FROM {settings.table('gaps')}").fetchone()
+    return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
+
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A real, small filesystem at ``path`` (root only: ``mount -t tmpfs``)."""

@@ -545,3 +545,27 @@ def test_rollback_of_a_trade_dump_removes_exactly_its_trades(space: Settings, tm
     a.write_text(a.read_text() + f"99,1,1,1,{ms + 99_000},true,true\n")
     with connect(space) as conn, pytest.raises(RollbackError, match="changed"):
         rollback(conn, space, file=str(a.resolve()))
+
+
+def test_one_ingest_or_rollback_at_a_time_and_no_rewrite_of_a_day_capture_writes_to(
+    space: Settings, tmp_path: Path
+) -> None:
+    from questdb_ingest.archive.state import exclusive
+    from questdb_ingest.errors import ArchiveError
+
+    gen = generate(tmp_path / "observer", start_ns=START_NS, files=1, file_seconds=60, symbols=1)
+    with exclusive(space):  # as another process's ingest would hold it
+        with pytest.raises(ArchiveError, match="another archive ingest or rollback"):
+            ArchiveRunner(space).run(gen.files)
+        with connect(space) as conn, pytest.raises(ArchiveError, match="another archive ingest or rollback"):
+            rollback(conn, space, session="track_b_session")
+    assert ArchiveRunner(space).run(gen.files).failed == []  # released: the next one runs
+
+    now_ms = time.time_ns() // 10**6
+    today = tmp_path / "SOLUSDT-trades-2026-12-03.csv"
+    today.write_text(f"1,10,1,10,{now_ms - 60_000},true,true\n2,11,1,11,{now_ms - 30_000},false,true\n")
+    _ingest(space, today)
+    with connect(space) as conn, pytest.raises(RollbackError, match="live capture may still write"):
+        rollback(conn, space, file=str(today.resolve()))
+    assert _rows(space, f"SELECT count() FROM {space.table('trades')}")[0][0] == 2
+    assert StateStore(connect(space), space).latest()[str(today.resolve())].status == "complete"
