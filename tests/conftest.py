@@ -78,7 +78,7 @@ class QuestDB:
         return self.settings.table(name)
 
     def new_prefix(self) -> str:
-        """A fresh prefix (for tests that need their own tables), dropped at session end."""
+        """A fresh prefix (for tests that need their own tables), dropped when the test module ends."""
         prefix = f"{self.prefix}{secrets.token_hex(3)}_"
         _PREFIXES.append(prefix)
         return prefix
@@ -103,6 +103,25 @@ def qdb_session() -> Iterator[QuestDB]:
 @pytest.fixture
 def qdb(qdb_session: QuestDB) -> QuestDB:
     return qdb_session
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_namespaces() -> Iterator[None]:
+    """The namespaces a test module made with ``new_prefix()`` go when the module ends, not when
+    the session does: each is some fifteen tables, QuestDB keeps files open for every table it
+    holds, and a whole suite's worth at once ran the server out of file descriptors."""
+    first = len(_PREFIXES)
+    yield
+    made = [p for p in _PREFIXES[first:] if p.count("_") > 1]  # new_prefix(), never the session's own
+    if not made:
+        return
+    try:
+        with connect(scoped_settings(made[0]), connect_timeout=3) as conn:
+            drop_prefixed(conn, made)
+    except (psycopg.Error, QuestDBAuthError):
+        return  # unreachable now: the session's end drops them
+    for prefix in made:
+        _PREFIXES.remove(prefix)
 
 
 @pytest.fixture(scope="module")

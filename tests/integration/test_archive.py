@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from questdb_ingest.errors import RollbackError
 from questdb_ingest.models import Trade
 from questdb_ingest.store.migrations import migrate
 from questdb_ingest.store.pg import connect
-from questdb_ingest.store.queries import wait_visible
+from questdb_ingest.store.queries import drop_prefixed, wait_visible
 
 from ..conftest import QuestDB, scoped_settings
 
@@ -47,12 +48,16 @@ ARCHIVE_TABLES = ("scalp_ticks", "scalp_1m_bars", "scalp_gaps", "swing_bars_10m"
 
 
 @pytest.fixture
-def space(qdb: QuestDB, tmp_path: Path) -> Settings:
-    """A migrated namespace of our own, its reject logs under tmp_path."""
-    settings = scoped_settings(qdb.new_prefix(), archive={"reject_dir": str(tmp_path / "rejects")})
+def space(qdb: QuestDB, tmp_path: Path) -> Iterator[Settings]:
+    """A migrated namespace of our own, its reject logs under tmp_path; dropped after the test (a
+    namespace is some fifteen tables, and QuestDB keeps files open for every table it holds)."""
+    prefix = qdb.new_prefix()
+    settings = scoped_settings(prefix, archive={"reject_dir": str(tmp_path / "rejects")})
     with connect(settings) as conn:
         migrate(conn, settings)
-    return settings
+    yield settings
+    with connect(settings) as conn:
+        drop_prefixed(conn, [prefix])
 
 
 def _rows(settings: Settings, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
