@@ -263,7 +263,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def test_sigkill_mid_file_then_rerun_stores_every_tick_exactly_once(space: Settings, tmp_path: Path) -> None:
-    gen = generate(tmp_path / "observer", start_ns=START_NS, files=3, file_seconds=3000, symbols=8, drop=0.0)
+    gen = generate(tmp_path / "observer", start_ns=START_NS, files=3, file_seconds=1500, symbols=8, drop=0.0)
     cmd = [
         sys.executable,
         "-m",
