@@ -23,12 +23,11 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import tuple_row
 
 from ..config import Settings
-from ..errors import QueryError
 from ..timefmt import iso_ns
 from .market import QueryArgumentError, interval_ns
+from .market import _fetch as _fetch  # one PGWire read helper for both stores
 
 Conn = psycopg.Connection[Any]
 Rows = list[tuple[Any, ...]]
@@ -250,15 +249,6 @@ def _check_scope(scope: object) -> str | None:
 
 
 # --------------------------------------------------------------------------- helpers
-def _fetch(conn: Conn, what: str, table: str, query: sql.Composed, params: Sequence[object]) -> Rows:
-    """All rows as tuples; a refused query is a ``QueryError`` naming the read and the table."""
-    try:
-        with conn.cursor(binary=True, row_factory=tuple_row) as cur:
-            return cur.execute(query, params).fetchall()
-    except psycopg.Error as exc:
-        raise QueryError(f"{what} query on {table!r} failed: {exc.__class__.__name__}: {str(exc).strip()}") from exc
-
-
 def _ns(us: Any) -> int | None:
     return None if us is None else int(us) * US
 
