@@ -198,6 +198,7 @@ def _error_text(msg: Control) -> str:
 
 class BinanceProtocol(VenueProtocol):
     supports_backfill = True
+    recent_page = 1000  # /api/v3/trades and /fapi/v1/aggTrades at most
     contiguous_ids = True  # spot ``t`` and futures aggregate ``a`` count up by one per symbol
 
     @property
@@ -253,13 +254,15 @@ class BinanceProtocol(VenueProtocol):
     async def fetch_recent_trades(self, rest: RestClient, inst: Instrument, out: TradeColumns, recv_ns: int) -> int:
         if self.futures:
             body = await rest.get(
-                self.spec.rest_url + "/fapi/v1/aggTrades", {"symbol": inst.venue_symbol, "limit": "1000"}
+                self.spec.rest_url + "/fapi/v1/aggTrades", {"symbol": inst.venue_symbol, "limit": str(self.recent_page)}
             )
             aggs = _REST_AGG.decode(body)
             for agg in aggs:
                 out.add(agg.T * 1_000_000, inst.symbol, agg.p, agg.q, _SIDE[agg.m], str(agg.a), recv_ns)
             return len(aggs)
-        body = await rest.get(self.spec.rest_url + "/api/v3/trades", {"symbol": inst.venue_symbol, "limit": "1000"})
+        body = await rest.get(
+            self.spec.rest_url + "/api/v3/trades", {"symbol": inst.venue_symbol, "limit": str(self.recent_page)}
+        )
         trades = _REST_TRADES.decode(body)
         for t in trades:
             out.add(t.time * 1_000_000, inst.symbol, t.price, t.qty, _SIDE[t.isBuyerMaker], str(t.id), recv_ns)

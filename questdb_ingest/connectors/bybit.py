@@ -171,6 +171,10 @@ class BybitProtocol(VenueProtocol):
     def category(self) -> str:
         return "linear" if self.futures else "spot"
 
+    @property
+    def recent_page(self) -> int:  # type: ignore[override]
+        return 1000 if self.futures else 60  # spot caps /v5/market/recent-trade at 60
+
     def make_parser(self, instruments: Instruments) -> FrameParser:
         symbols: dict[str, str] = {}
         symbol_of = instruments.symbol_of
@@ -236,7 +240,7 @@ class BybitProtocol(VenueProtocol):
 
     async def fetch_recent_trades(self, rest: RestClient, inst: Instrument, out: TradeColumns, recv_ns: int) -> int:
         url = self.spec.rest_url + "/v5/market/recent-trade"
-        limit = "1000" if self.futures else "60"  # spot caps the page at 60
+        limit = str(self.recent_page)
         body = await rest.get(url, {"category": self.category, "symbol": inst.venue_symbol, "limit": limit})
         try:
             reply = _RECENT.decode(body)

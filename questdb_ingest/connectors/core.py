@@ -341,6 +341,9 @@ class VenueProtocol(ABC):
     """One connector's protocol. Subclasses are stateless apart from request ids."""
 
     supports_backfill = False
+    # The most trades one recent-trades request returns. A shorter reply is every trade the venue
+    # has of the instrument (one listed moments ago), so a back-fill from it reaches any gap start.
+    recent_page = 0
     # True when a subscribe request replaces the connection's whole set (Upbit, Bithumb).
     replaces_subscriptions = False
     # True when trade ids are consecutive integers per instrument (Binance ``t`` / ``a``): a jump in

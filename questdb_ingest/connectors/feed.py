@@ -449,8 +449,10 @@ class Feed:
                 self._error(f"backfill {inst.symbol}: {type(exc).__name__}: {exc}")
                 filled = False
                 continue
-            if count and min(cols.ts_ns) > start_ns:
-                filled = False  # the venue's recent window does not reach back to the gap start
+            if self.proto.recent_page <= count and min(cols.ts_ns) > start_ns:
+                # A full page that starts after the gap start: the trades before it are unknown. (A
+                # short page is the instrument's whole history: its first trade came after the start.)
+                filled = False
             keep = [i for i, ts in enumerate(cols.ts_ns) if ts >= since]
             if not keep:
                 continue

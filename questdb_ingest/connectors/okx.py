@@ -144,6 +144,7 @@ def _is_ok(code: str | int) -> bool:
 
 class OkxProtocol(VenueProtocol):
     supports_backfill = True
+    recent_page = REST_LIMIT
 
     @property
     def futures(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +34,7 @@ from questdb_ingest.connectors.deadletter import DeadLetters
 from questdb_ingest.connectors.feed import Feed, select_instruments
 from questdb_ingest.connectors.registry import CONNECTORS, connector, select
 from questdb_ingest.errors import ConfigError
-from questdb_ingest.models import GapEvent, HealthEvent, TradeBatch
+from questdb_ingest.models import GapEvent, HealthEvent, Trade, TradeBatch
 
 from .fixtures import FixtureRest
 
@@ -152,12 +153,13 @@ class _Sink:
 class _Events:
     def __init__(self) -> None:
         self.healths: list[HealthEvent] = []
+        self.gaps: list[GapEvent] = []
 
     def health(self, event: HealthEvent) -> None:
         self.healths.append(event)
 
     def gap(self, event: GapEvent) -> None:
-        pass
+        self.gaps.append(event)
 
 
 CONN = SimpleNamespace(scope="binance_spot#0")  # all the feed reads of a connection when it dead-letters
@@ -295,3 +297,47 @@ def test_the_benchmark_frame_mix_has_no_trade_id_holes() -> None:
     batch = out.drain("binance", "spot")
     assert len(batch) == 2_000
     assert TradeIds().check(batch) == []
+
+
+class _ReplayRest:
+    """A ``RestClient`` answered by the venue's own replay side from a fixed list of recent trades."""
+
+    def __init__(self, proto: VenueProtocol, inst: Instrument, trades: list[Trade]) -> None:
+        self.proto, self.inst, self.trades = proto, inst, trades
+
+    async def get(self, url: str, params: dict[str, str] | None = None) -> bytes:
+        path = url[len(self.proto.spec.rest_url) :]
+        reply = self.proto.serve_rest("GET", path, params or {}, [self.inst], lambda _vs: self.trades, "")
+        assert reply is not None and reply.status == 200, (path, reply)
+        return reply.body
+
+
+@pytest.mark.parametrize(
+    ("ages_s", "filled"),
+    [
+        ([-0.5, -0.2, -0.1], True),  # listed after the gap began: three trades are its whole history
+        ([-0.002 * i for i in range(500, 0, -1)], False),  # a full page, all after the start: unknown before
+        ([1.0] + [-0.002 * i for i in range(499, 0, -1)], True),  # a full page reaching back past the start
+    ],
+)
+def test_a_gap_is_filled_when_the_recent_page_reaches_back_or_holds_every_trade(
+    tmp_path: Path, ages_s: list[float], filled: bool
+) -> None:
+    """A venue answers with up to one page of recent trades; only a full page that starts after the
+    gap leaves trades unknown (an instrument whose first trade came after the gap start is whole)."""
+    okx = connector("okx_spot").protocol()
+    inst = Instrument.make("NEW-USDT", "NEW", "USDT")
+    start = (time.time_ns() // 1_000_000 - 60_000) * 1_000_000  # a minute ago, whole ms (OKX times)
+    trades = [
+        Trade(ts_ns=start - int(age * 1e9), exchange="okx", market_type="spot", symbol=inst.symbol, price=1.5,
+              quantity=2.0, side="buy", trade_id=str(n + 1))
+        for n, age in enumerate(ages_s)
+    ]  # fmt: skip
+    sink, events = _Sink(), _Events()
+    feed = Feed(okx, settings=ConnectorSettings(), rest=_ReplayRest(okx, inst, trades), sink=sink, events=events,
+                dead_letters=DeadLetters(tmp_path / "dl"))  # fmt: skip
+    conn = SimpleNamespace(scope="okx_spot#0")
+    asyncio.run(feed._close_gap(conn, start, start + 2_000_000_000, "watchdog", [inst]))  # type: ignore[arg-type]
+    (gap,) = events.gaps
+    assert (gap.filled, gap.backfilled_trades) == (filled, len(trades))
+    assert sum(len(b) for b in sink.batches) == len(trades)

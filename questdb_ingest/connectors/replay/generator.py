@@ -141,14 +141,16 @@ class TradeGenerator:
         for inst in instruments:
             self.add_instrument(connector, inst)
 
-    def add_instrument(self, connector: str, inst: Instrument) -> bool:
-        """List ``inst`` on ``connector`` (no trades until activated); False when already listed."""
+    def add_instrument(self, connector: str, inst: Instrument, *, hot: bool = False) -> bool:
+        """List ``inst`` on ``connector`` (no trades until activated); False when already listed.
+        ``hot``: a listing made while running trades like the venue's busiest instrument, as a new
+        listing pumps (at the last rank it would see a trade every few seconds)."""
         listed = self._instruments[connector]
         if inst.venue_symbol in listed:
             return False
         venue = self._venues[connector]
         listed[inst.venue_symbol] = inst
-        venue.ranks[inst.venue_symbol] = len(venue.ranks) + 1
+        venue.ranks[inst.venue_symbol] = 1 if hot else len(venue.ranks) + 1
         return True
 
     def instruments(self, connector: str) -> list[Instrument]:

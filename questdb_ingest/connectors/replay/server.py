@@ -693,7 +693,7 @@ class ReplayServer:
         for venue in self._select(name):
             q = "KRW" if venue.name in KRW_CONNECTORS else quote.upper()
             inst = venue.protocol.instrument_for(base.upper(), q)
-            self.generator.add_instrument(venue.name, inst)
+            self.generator.add_instrument(venue.name, inst, hot=True)
             if venue.subscribers.get(inst.venue_symbol):
                 self.generator.activate(venue.name, inst.venue_symbol)
             listed[venue.name] = inst.venue_symbol
