@@ -43,7 +43,7 @@ OUTAGE_S = float(os.environ.get("PUMPWATCH_DRILL_OUTAGE_S", "180"))
 RECOVER = ["run", "--source", "synthetic", "--rate", "0", "--burst-rate", "0", "--workers", "1"]
 
 
-def _recover(qdb: PrivateQuestDB, env: dict[str, str], result: DrillResult, seconds: float = 20) -> None:
+def _recover(qdb: PrivateQuestDB, env: dict[str, str], result: DrillResult, seconds: float = 12) -> None:
     """A second ``run`` with nothing new to capture: replays whatever the spool holds."""
     rc = Run(env, [*RECOVER, "--seconds", str(seconds)]).wait(seconds + 90)
     result.check("recovery run exits 0", rc == 0, f"exit code {rc}")
@@ -189,7 +189,7 @@ def drill_outage(qdb: PrivateQuestDB, work: Path, seconds: float = OUTAGE_S) -> 
         )
         run.kill_group()
     qdb.start()
-    _recover(qdb, env, result, seconds=30)
+    _recover(qdb, env, result, seconds=15)  # a draining worker replays the spool once more at the end
     result.stored, result.distinct = counts(settings)
     result.check("every trade recovered after SIGKILL", result.stored == result.generated)
     result.check("stored exactly once", result.stored == result.distinct)
@@ -219,7 +219,7 @@ def drill_fewer_workers(qdb: PrivateQuestDB, work: Path) -> DrillResult:
     shards = sorted(p.name for p in spool.glob("shard-*") if any(p.glob("*.seg")))
     result.check("three shards spooled", shards == ["shard-0", "shard-1", "shard-2"], ", ".join(shards))
     qdb.start()
-    rc = Run(env, [*RECOVER, "--seconds", "20"], cwd=work / "b").wait(120)
+    rc = Run(env, [*RECOVER, "--seconds", "12"], cwd=work / "b").wait(120)
     result.check("second run (1 worker, other cwd) exits 0", rc == 0, f"exit code {rc}")
     left = sorted(str(p.relative_to(spool)) for p in spool.glob("shard-*/*.seg"))
     result.check("no segment left behind", not left, ", ".join(left))
@@ -378,14 +378,14 @@ def drill_hung_questdb(qdb: PrivateQuestDB, work: Path, frozen_s: float = 20.0) 
 def drill_late_questdb(qdb: PrivateQuestDB, work: Path) -> DrillResult:
     """6. QuestDB comes up 20 s after ``run`` started: run starts anyway, spools, and stores every
     trade exactly once when QuestDB answers."""
-    total = 30_000
+    total = 25_000
     result = DrillResult("6 QuestDB starts 20s after run", 0, 0, 0)
     settings = qdb.scoped("d6_", work / "state")
     qdb.stop()
     with replay(rate=1000, max_trades=total) as server:
         env = qdb.env(settings)
         out = work / "run.json"
-        run = Run(env, ["run", "--replay-url", server.base_url, "--connectors", CONNECTORS, "--seconds", "45",
+        run = Run(env, ["run", "--replay-url", server.base_url, "--connectors", CONNECTORS, "--seconds", "35",
                         "--json", str(out)])  # fmt: skip
         time.sleep(20)
         result.check("running while QuestDB is down", run.proc.poll() is None, run.output()[-300:])
