@@ -33,7 +33,6 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
-    check_trade_values,
     json_body,
     malformed,
     num_text,
@@ -231,7 +230,6 @@ class BinanceProtocol(VenueProtocol):
             if symbol is None:
                 symbol = symbols[msg.s] = symbol_of(msg.s)
             ts_ns = msg.T * 1_000_000
-            check_trade_values(ts_ns, symbol, msg.p, msg.q)
             trade_id = msg.a if futures else msg.t  # type: ignore[union-attr]
             out.add(ts_ns, symbol, msg.p, msg.q, _SIDE[msg.m], str(trade_id), recv_ns)
             return 1

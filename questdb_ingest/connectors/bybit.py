@@ -197,7 +197,6 @@ class BybitProtocol(VenueProtocol):
                 symbol = symbols.get(t.s)
                 if symbol is None:
                     symbol = symbols[t.s] = symbol_of(t.s)
-                check_trade_values(ts_ns, symbol, t.p, t.v)
                 rows.append((ts_ns, symbol, t.p, t.v, side, t.i, recv_ns, sequence_or_none(t.seq)))
             for row in rows:
                 out.add(*row)

@@ -33,7 +33,6 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
-    check_trade_values,
     decimal_ms_to_ns,
     json_body,
     malformed,
@@ -193,7 +192,6 @@ class GateProtocol(VenueProtocol):
             symbol = symbols.get(t.currency_pair)
             if symbol is None:
                 symbol = symbols[t.currency_pair] = symbol_of(t.currency_pair)
-            check_trade_values(ts_ns, symbol, t.price, t.amount)
             out.add(ts_ns, symbol, t.price, t.amount, side, str(t.id), recv_ns)
             return 1
 
@@ -220,7 +218,6 @@ class GateProtocol(VenueProtocol):
                     raise FrameError(f"bad size {t.size!r}")
                 quantity = inst.to_base(abs(t.size))
                 ts_ns = t.create_time_ms * 1_000_000
-                check_trade_values(ts_ns, inst.symbol, t.price, quantity)
                 side = "buy" if t.size > 0 else "sell"
                 rows.append((ts_ns, inst.symbol, t.price, quantity, side, str(t.id)))
             for ts_ns, symbol, price, quantity, side, trade_id in rows:

@@ -32,7 +32,6 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
-    check_trade_values,
     json_body,
     malformed,
     num_text,
@@ -221,7 +220,6 @@ class KucoinProtocol(VenueProtocol):
             symbol = symbols.get(t.symbol)
             if symbol is None:
                 symbol = symbols[t.symbol] = symbol_of(t.symbol)
-            check_trade_values(t.time, symbol, t.price, t.size)
             out.add(t.time, symbol, t.price, t.size, t.side, trade_id, recv_ns, sequence_or_none(t.sequence))
             return 1
 
@@ -245,7 +243,6 @@ class KucoinProtocol(VenueProtocol):
             if inst is None:
                 raise FrameError(f"unknown instrument {t.symbol!r} (no multiplier)")
             quantity = inst.to_base(t.size)
-            check_trade_values(t.ts, inst.symbol, t.price, quantity)
             out.add(t.ts, inst.symbol, t.price, quantity, t.side, trade_id, recv_ns, sequence_or_none(t.sequence))
             return 1
 

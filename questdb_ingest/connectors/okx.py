@@ -187,7 +187,6 @@ class OkxProtocol(VenueProtocol):
                         cached = symbols[t.instId] = symbol_of(t.instId)
                     symbol, quantity = cached, t.sz
                 ts_ns = t.ts * 1_000_000
-                check_trade_values(ts_ns, symbol, t.px, quantity)
                 rows.append((ts_ns, symbol, t.px, quantity, t.side, t.tradeId, recv_ns, sequence_or_none(t.seqId)))
             for row in rows:
                 out.add(*row)

@@ -33,7 +33,6 @@ from .core import (
     TradeColumns,
     VenueProtocol,
     VenueSpec,
-    check_trade_values,
     json_body,
     malformed,
     num_text,
@@ -160,8 +159,7 @@ def _sequence(value: int | None) -> int:
 
 
 def _checked(ts_ns: int, symbol: str, side: str, price: float, quantity: float) -> str:
-    """The normalised side, after checking time, symbol, price and quantity."""
-    check_trade_values(ts_ns, symbol, price, quantity)
+    """The normalised side (the values are checked with the batch, see ``connectors.core``)."""
     norm = _SIDES.get(side)
     if norm is None:
         raise FrameError(f"unknown side {side!r}")

@@ -35,7 +35,6 @@ from .core import (
     VenueProtocol,
     VenueSpec,
     asset,
-    check_trade_values,
     json_body,
     malformed,
 )
@@ -161,7 +160,6 @@ class UpbitProtocol(VenueProtocol):
             if symbol is None:
                 inst = instruments.get(msg.code)
                 symbol = symbols[msg.code] = inst.symbol if inst is not None else _flip(msg.code)
-            check_trade_values(ts_ns, symbol, price, quantity)
             seq = msg.sequential_id
             out.add(ts_ns, symbol, price, quantity, side, str(seq), recv_ns, seq)
             return 1

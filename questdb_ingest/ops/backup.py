@@ -72,6 +72,7 @@ from .backup_files import (
     read_txn,
     sha256_file,
     walk_root,
+    zstandard_module,
 )
 from .loop import Periodic
 
@@ -658,12 +659,20 @@ def verify_backup(backup: Path, progress: Progress | None = None) -> VerifyRepor
                         on_bytes(len(chunk))
                     seen.add(member.name)
                     problems += _compare(listed, member.size, h.hexdigest())
-        except (tarfile.TarError, OSError, EOFError, BackupError, ValueError) as exc:
+        except (*unreadable_archive(), BackupError) as exc:
             problems.append((archive.name, f"unreadable after {len(seen)} files: {exc}"))
         for entry in manifest.files:
             if entry.path not in seen and not any(p == entry.path for p, _ in problems):
                 problems.append((entry.path, "missing from the archive"))
     return VerifyReport(manifest.name, len(seen), done, problems)
+
+
+def unreadable_archive() -> tuple[type[Exception], ...]:
+    """What reading a damaged archive raises: a bit flipped in gzip data is a ``zlib.error`` (not an
+    ``OSError``), in zstd data a ``zstandard.ZstdError`` — verify and restore report either."""
+    zstd = zstandard_module()
+    extra = (zstd.ZstdError,) if zstd is not None else ()
+    return (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, *extra)
 
 
 def _compare(entry: FileEntry, size: int, digest: str) -> list[tuple[str, str]]:
@@ -854,7 +863,7 @@ def _restore_archive(
                 bad = _compare(entry, size, digest)
                 if bad:
                     return bad
-    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
+    except unreadable_archive() as exc:
         return [(archive.name, f"unreadable after {len(seen)} files: {exc}")]
     return [(f.path, "missing from the archive") for f in manifest.files if f.path not in seen]
 

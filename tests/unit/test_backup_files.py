@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gzip
 import json
 import os
 import struct
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -135,14 +137,33 @@ def test_verify_names_the_altered_missing_and_unexpected_files(tmp_path: Path) -
     assert "db/trades~7/2026-12-01/price.d" in result.output and "conf/server.conf: missing" in result.output
 
 
-def test_a_corrupted_archive_fails_verify_and_restore(tmp_path: Path) -> None:
+def _flip_one(raw: bytes, want_zlib_error: bool) -> bytes:
+    """``raw`` with one byte of its deflate data flipped: one that makes zlib itself fail, or not."""
+    for pos in range(len(raw) // 4, len(raw) - 16, max(1, len(raw) // 500)):
+        bad = bytearray(raw)
+        bad[pos] ^= 0xFF
+        try:
+            gzip.decompress(bytes(bad))
+            hit = False
+        except zlib.error:
+            hit = True
+        except (OSError, EOFError):  # a CRC / length mismatch at the end, or a truncated stream
+            hit = False
+        if hit == want_zlib_error:
+            return bytes(bad)
+    raise AssertionError("no such byte")
+
+
+@pytest.mark.parametrize("zlib_error", [False, True])
+def test_a_corrupted_archive_fails_verify_and_restore(tmp_path: Path, zlib_error: bool) -> None:
+    """A flipped byte in the compressed data — found by the CRC at the end, or one that breaks the
+    deflate stream itself (``zlib.error``, not an ``OSError``) — is a problem verify lists and a
+    ``BackupError`` from restore, never the decompressor's exception."""
     root = tmp_path / "root"
     fake_root(root)
     backup = make_backup(tmp_path / "backups", root, compress="gzip")
     archive = backup / bk.ARCHIVES["gzip"]
-    raw = bytearray(archive.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    archive.write_bytes(bytes(raw))
+    archive.write_bytes(_flip_one(archive.read_bytes(), zlib_error))
 
     report = bk.verify_backup(backup)
     assert not report.ok
