@@ -659,7 +659,7 @@ def verify_backup(backup: Path, progress: Progress | None = None) -> VerifyRepor
                         on_bytes(len(chunk))
                     seen.add(member.name)
                     problems += _compare(listed, member.size, h.hexdigest())
-        except (*unreadable_archive(), BackupError) as exc:
+        except unreadable_archive(BackupError) as exc:
             problems.append((archive.name, f"unreadable after {len(seen)} files: {exc}"))
         for entry in manifest.files:
             if entry.path not in seen and not any(p == entry.path for p, _ in problems):
@@ -667,12 +667,12 @@ def verify_backup(backup: Path, progress: Progress | None = None) -> VerifyRepor
     return VerifyReport(manifest.name, len(seen), done, problems)
 
 
-def unreadable_archive() -> tuple[type[Exception], ...]:
+def unreadable_archive(*more: type[Exception]) -> tuple[type[Exception], ...]:
     """What reading a damaged archive raises: a bit flipped in gzip data is a ``zlib.error`` (not an
     ``OSError``), in zstd data a ``zstandard.ZstdError`` — verify and restore report either."""
     zstd = zstandard_module()
     extra = (zstd.ZstdError,) if zstd is not None else ()
-    return (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, *extra)
+    return (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, *extra, *more)
 
 
 def _compare(entry: FileEntry, size: int, digest: str) -> list[tuple[str, str]]:
