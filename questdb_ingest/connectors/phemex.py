@@ -158,7 +158,7 @@ def _sequence(value: int | None) -> int:
     return value
 
 
-def _checked(ts_ns: int, symbol: str, side: str, price: float, quantity: float) -> str:
+def _side(side: str) -> str:
     """The normalised side (the values are checked with the batch, see ``connectors.core``)."""
     norm = _SIDES.get(side)
     if norm is None:
@@ -211,7 +211,7 @@ class PhemexProtocol(VenueProtocol):
                     price, quantity = price_ep / price_div, qty_ev / qty_div
                 except OverflowError:
                     raise FrameError(f"price/qty out of range: {price_ep}/{qty_ev}") from None
-                norm = _checked(ts_ns, symbol, side, price, quantity)
+                norm = _side(side)
                 rows.append((ts_ns, price, quantity, norm, f"{ts_ns}:{price_ep}:{qty_ev}"))
             for ts_ns, price, quantity, norm, trade_id in rows:
                 out.add(ts_ns, symbol, price, quantity, norm, trade_id, recv_ns, sequence)
@@ -243,7 +243,7 @@ class PhemexProtocol(VenueProtocol):
                     price, quantity = float(price_text), float(qty_text)
                 except ValueError:
                     raise FrameError(f"bad price/qty text: {price_text!r}/{qty_text!r}") from None
-                norm = _checked(ts_ns, symbol, side, price, quantity)
+                norm = _side(side)
                 rows.append((ts_ns, price, quantity, norm, f"{ts_ns}:{price_text}:{qty_text}"))
             for ts_ns, price, quantity, norm, trade_id in rows:
                 out.add(ts_ns, symbol, price, quantity, norm, trade_id, recv_ns, sequence)
