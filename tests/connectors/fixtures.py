@@ -9,6 +9,7 @@ from pathlib import Path
 
 from questdb_ingest.connectors.core import Frame, FrameParser, Instruments, TradeColumns, VenueProtocol
 from questdb_ingest.connectors.registry import connector
+from questdb_ingest.models import GapEvent, HealthEvent, TradeBatch
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "exchanges"
 SAMPLES = FIXTURES / "samples"
@@ -78,3 +79,31 @@ def parse_one(name: str, frame: str | bytes) -> list[dict[str, object]]:
     out = TradeColumns()
     parser(name)(frame, 7, out)
     return out.rows()
+
+
+class ListSink:
+    """A feed's sink that keeps every batch handed to it."""
+
+    def __init__(self) -> None:
+        self.batches: list[TradeBatch] = []
+
+    async def submit(self, batch: TradeBatch) -> None:
+        self.batches.append(batch)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+class ListEvents:
+    """A feed's event writer that keeps the health and gap events."""
+
+    def __init__(self) -> None:
+        self.healths: list[HealthEvent] = []
+        self.gaps: list[GapEvent] = []
+
+    def health(self, event: HealthEvent) -> None:
+        self.healths.append(event)
+
+    def gap(self, event: GapEvent) -> None:
+        self.gaps.append(event)

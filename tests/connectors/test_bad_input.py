@@ -26,9 +26,9 @@ from questdb_ingest.connectors.deadletter import DeadLetters
 from questdb_ingest.connectors.feed import Feed
 from questdb_ingest.connectors.registry import CONNECTORS, connector
 from questdb_ingest.errors import FrameError
-from questdb_ingest.models import Trade, TradeBatch
+from questdb_ingest.models import Trade
 
-from .fixtures import FixtureRest, load_frames, parser
+from .fixtures import FixtureRest, ListEvents, ListSink, load_frames, parser
 
 NAMES = [c.name for c in CONNECTORS]
 _PARSERS: dict[str, tuple[FrameParser, list[str | bytes]]] = {}
@@ -180,20 +180,6 @@ _VALID_NS = 1_758_067_201_000_000_000
 _2009_NS = 1_230_768_000_000_000_000  # 2009-01-01T00:00:00Z
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.rows = 0
-
-    async def submit(self, batch: TradeBatch) -> None:
-        self.rows += len(batch)
-
-
-class _Events:
-    def health(self, event: object) -> None: ...
-
-    def gap(self, event: object) -> None: ...
-
-
 def _through_a_feed(name: str, base: str, quote: str, ts_ns: int, tmp_path: Path) -> tuple[int, list[dict[str, Any]]]:
     """One encoded trade through the venue's ``Feed``: rows handed on, and the dead letters."""
     proto = connector(name).protocol()
@@ -201,9 +187,9 @@ def _through_a_feed(name: str, base: str, quote: str, ts_ns: int, tmp_path: Path
     trade = Trade(ts_ns=ts_ns, exchange=proto.spec.exchange, market_type=proto.spec.market_type,
                   symbol=inst.symbol, price=2.5, quantity=inst.to_base(1), side="buy", trade_id="7")  # fmt: skip
     (frame,) = proto.encode_trades(inst, [trade])
-    sink, letters = _Sink(), DeadLetters(tmp_path)
+    sink, letters = ListSink(), DeadLetters(tmp_path)
     feed = Feed(proto, settings=ConnectorSettings(), rest=FixtureRest(name, proto.spec.rest_url), sink=sink,
-                events=_Events(), dead_letters=letters)  # fmt: skip
+                events=ListEvents(), dead_letters=letters)  # fmt: skip
     feed.instruments.add(inst)  # the venue's table, without opening a connection for it
     feed._parse = proto.make_parser(feed.instruments)
     feed.frame(SimpleNamespace(scope=f"{name}#0"), frame, 5)  # type: ignore[arg-type]

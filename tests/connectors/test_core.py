@@ -34,9 +34,9 @@ from questdb_ingest.connectors.deadletter import DeadLetters
 from questdb_ingest.connectors.feed import Feed, select_instruments
 from questdb_ingest.connectors.registry import CONNECTORS, connector, select
 from questdb_ingest.errors import ConfigError
-from questdb_ingest.models import GapEvent, HealthEvent, Trade, TradeBatch
+from questdb_ingest.models import Trade
 
-from .fixtures import FixtureRest
+from .fixtures import FixtureRest, ListEvents, ListSink
 
 
 def test_contract_sizes_convert_exactly() -> None:
@@ -142,32 +142,12 @@ def test_registry_selection_names_the_bad_key() -> None:
 
 
 # ---- the feed: venue errors, unknown events, rejected rows, unreadable frames -------------------
-class _Sink:
-    def __init__(self) -> None:
-        self.batches: list[TradeBatch] = []
-
-    async def submit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-
-class _Events:
-    def __init__(self) -> None:
-        self.healths: list[HealthEvent] = []
-        self.gaps: list[GapEvent] = []
-
-    def health(self, event: HealthEvent) -> None:
-        self.healths.append(event)
-
-    def gap(self, event: GapEvent) -> None:
-        self.gaps.append(event)
-
-
 CONN = SimpleNamespace(scope="binance_spot#0")  # all the feed reads of a connection when it dead-letters
 
 
-def _feed(tmp_path: Path, proto: VenueProtocol | None = None) -> tuple[Feed, _Sink, _Events]:
+def _feed(tmp_path: Path, proto: VenueProtocol | None = None) -> tuple[Feed, ListSink, ListEvents]:
     proto = proto or connector("binance_spot").protocol()
-    sink, events = _Sink(), _Events()
+    sink, events = ListSink(), ListEvents()
     feed = Feed(proto, settings=ConnectorSettings(), rest=FixtureRest(proto.spec.connector, proto.spec.rest_url),
                 sink=sink, events=events, dead_letters=DeadLetters(tmp_path / "dl"))  # fmt: skip
     return feed, sink, events
@@ -333,7 +313,7 @@ def test_a_gap_is_filled_when_the_recent_page_reaches_back_or_holds_every_trade(
               quantity=2.0, side="buy", trade_id=str(n + 1))
         for n, age in enumerate(ages_s)
     ]  # fmt: skip
-    sink, events = _Sink(), _Events()
+    sink, events = ListSink(), ListEvents()
     feed = Feed(okx, settings=ConnectorSettings(), rest=_ReplayRest(okx, inst, trades), sink=sink, events=events,
                 dead_letters=DeadLetters(tmp_path / "dl"))  # fmt: skip
     conn = SimpleNamespace(scope="okx_spot#0")
