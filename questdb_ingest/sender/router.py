@@ -341,7 +341,7 @@ class ShardedSender:
                 if generation != shard.generation:
                     return
                 if snapshot:
-                    shard.snapshot = snapshot
+                    shard.snapshot.update(snapshot)  # an acknowledgement may leave the histograms out
                     for item in snapshot.get("quarantined", []):
                         shard.quarantined[item["path"]] = item
                 if kind == "hello" and not shard.seen_hello:

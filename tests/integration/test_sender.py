@@ -229,8 +229,8 @@ def test_min_linger_turns_a_fast_stream_into_fewer_bigger_requests(qdb: QuestDB,
     """Past ``batch_rows`` a request waits ``min_linger`` for more rows: same rows, fewer requests.
 
     Counted, not timed (``flush_interval`` is an hour, so only ``batch_rows`` and ``min_linger``
-    send anything): with a linger longer than the stream, the 40 submits go as at most two
-    requests (the 100,000-row cap; fewer when the router hands several over as one part). Without
+    send anything): with a linger longer than the stream, the 40 submits go as one request (under
+    the 300,000-row cap). Without
     it a batch goes at once: the first one, submitted before the stream, is confirmed alone with
     nothing asking for a flush, and the stream needs at least one more request."""
     market = SyntheticMarket(symbols=50, seed=3)
@@ -254,5 +254,32 @@ def test_min_linger_turns_a_fast_stream_into_fewer_bigger_requests(qdb: QuestDB,
         assert metrics.books.confirmed == 200_000
         assert count_distinct(settings) == (200_000, 200_000)
         flushes[linger] = metrics.per_worker[0].flushes
-    assert flushes[3.0] <= 2, flushes  # 200,000 rows at the 100,000-row request cap
+    assert flushes[3.0] == 1, flushes  # 200,000 rows, under the 300,000-row request cap
     assert flushes[0.0] >= 2, flushes
+
+
+def test_every_flush_reaches_the_latency_histogram_though_acknowledgements_leave_it_out(
+    qdb: QuestDB, tmp_path: Path
+) -> None:
+    """An acknowledgement carries the worker's counters and, at most once per stats interval, its
+    histograms; the router keeps the last histograms it got and the worker's goodbye brings the
+    final ones, so after close every flush is in ``flush_ms`` (and never more before it)."""
+    ingest = replace(qdb.settings.ingest, batch_rows=1000, min_linger=0.0)
+    settings = sender_settings(replace(qdb.settings, ingest=ingest), qdb.new_prefix(), tmp_path / "spool")
+    market = SyntheticMarket(symbols=20, seed=5)
+    sender = ShardedSender(settings, workers=1)
+    seen, after_seen, batches = 0, 0, 0
+    with sender:
+        wait_ready(sender)
+        while after_seen < 10 and batches < 500:  # until ten flushes after the first histogram arrived
+            sender.submit(market.batch(2000))
+            batches += 1
+            assert sender.flush(timeout=60)
+            during = sender.metrics().per_worker[0]
+            assert seen <= during.flush_ms["count"] <= during.flushes  # kept between full snapshots
+            seen = int(during.flush_ms["count"])
+            after_seen += seen > 0
+    after = sender.metrics().per_worker[0]
+    assert after_seen == 10
+    assert after.flush_ms["count"] == after.flushes >= batches
+    assert count_distinct(settings) == (2000 * batches, 2000 * batches)
