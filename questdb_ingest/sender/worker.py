@@ -257,8 +257,11 @@ class Worker:
                 return 0
             if not self.overflow:
                 self._take_one(self._wait_time(now))
-                # Coalesce whatever has already arrived: into one request, or one spool record.
-                while not self.inbox.empty() and (self.state != "normal" or self.sink.nbytes < MAX_REQUEST_BYTES):
+                # Coalesce what has already arrived into one spool record, or into the request up to
+                # its size caps; not what keeps arriving meanwhile, which would hold a due request back.
+                for _ in range(self.inbox.qsize()):
+                    if self.state == "normal" and self._request_full():
+                        break
                     self._take_one(0)
             else:
                 time.sleep(min(0.05, max(self._next_attempt - now, 0.0)))
@@ -332,24 +335,29 @@ class Worker:
         self._next_attempt = 0.0
 
     # -- sending ----------------------------------------------------------------------------
-    def _maybe_flush(self, now: float) -> None:
-        if not self.pending:
-            self._flush_requested = False  # nothing buffered: the request is already met
-            return
-        if now < self._next_attempt:
-            return
+    def _flush_due(self, now: float) -> bool:
+        """The buffered request should go now (a retry still waits for its backoff)."""
+        if not self.pending or now < self._next_attempt:
+            return False
         age = now - self._first_pending
-        due = (
+        return (
             self._draining
             or self._flush_requested
             # batch_rows is reached: send, unless rows arrive so fast that waiting min_linger makes one
             # bigger request (QuestDB's cost is largely per request: half the CPU per row at 20k rows)
             or (self.sink.rows >= self.config.batch_rows and age >= self.config.min_linger)
-            or self.sink.rows >= MAX_REQUEST_ROWS
-            or self.sink.nbytes >= MAX_REQUEST_BYTES
+            or self._request_full()
             or age >= self.config.flush_interval
         )
-        if not due:
+
+    def _request_full(self) -> bool:
+        return self.sink.rows >= MAX_REQUEST_ROWS or self.sink.nbytes >= MAX_REQUEST_BYTES
+
+    def _maybe_flush(self, now: float) -> None:
+        if not self.pending:
+            self._flush_requested = False  # nothing buffered: the request is already met
+            return
+        if not self._flush_due(now):
             return
         rows = self.sink.rows
         started = time.perf_counter()
