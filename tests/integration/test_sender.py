@@ -230,9 +230,9 @@ def test_min_linger_turns_a_fast_stream_into_fewer_bigger_requests(qdb: QuestDB,
 
     Counted, not timed (``flush_interval`` is an hour, so only ``batch_rows`` and ``min_linger``
     send anything): with a linger longer than the stream, the 40 submits go as one request (under
-    the 300,000-row cap). Without
-    it a batch goes at once: the first one, submitted before the stream, is confirmed alone with
-    nothing asking for a flush, and the stream needs at least one more request."""
+    the 300,000-row cap). Without it a batch goes at once: the first one, submitted before the
+    stream, is confirmed alone with nothing asking for a flush, and the stream needs at least one
+    more request."""
     market = SyntheticMarket(symbols=50, seed=3)
     flushes = {}
     for linger in (0.0, 3.0):
