@@ -137,8 +137,31 @@ def test_verify_names_the_altered_missing_and_unexpected_files(tmp_path: Path) -
     assert "db/trades~7/2026-12-01/price.d" in result.output and "conf/server.conf: missing" in result.output
 
 
+def _deflate_start(raw: bytes) -> int:
+    """Where a gzip member's deflate data begins: after the 10-byte header and the optional fields
+    its flags name (RFC 1952: extra, file name, comment, header CRC)."""
+    flags, pos = raw[3], 10
+    if flags & 4:
+        pos += 2 + int.from_bytes(raw[pos : pos + 2], "little")
+    if flags & 8:
+        pos = raw.index(0, pos) + 1
+    if flags & 16:
+        pos = raw.index(0, pos) + 1
+    if flags & 2:
+        pos += 2
+    return pos
+
+
 def _flip_one(raw: bytes, want_zlib_error: bool) -> bytes:
-    """``raw`` with one byte of its deflate data flipped: one that makes zlib itself fail, or not."""
+    """``raw`` with its deflate data damaged: so that zlib itself fails (the first block's type
+    bits set to 11, a type deflate reserves), or so that only the CRC at the end finds it (a
+    flipped byte found by search: most flips inside compressed data decode to other bytes)."""
+    if want_zlib_error:
+        bad = bytearray(raw)
+        bad[_deflate_start(raw)] |= 0b110
+        with pytest.raises(zlib.error):
+            gzip.decompress(bytes(bad))
+        return bytes(bad)
     for pos in range(len(raw) // 4, len(raw) - 16, max(1, len(raw) // 500)):
         bad = bytearray(raw)
         bad[pos] ^= 0xFF
